@@ -1,0 +1,127 @@
+"""The one exception tree of borobridge.
+
+::
+
+    BridgeError                      retriable = False
+    ├── ConfigError                  invalid configuration; .errors lists "path: problem" lines
+    ├── BoroError                    anything that went wrong talking to Boro (retriable = True)
+    │   ├── BoroTransportError       connection refused, timeout, TLS failure
+    │   ├── BoroHTTPError            a 4xx/5xx status; .status, .retry_after, .body_excerpt
+    │   ├── BoroDecodeError          a body that is not the documented JSON; .body_excerpt
+    │   └── BoroReplyError           a reply item with "error", no "result" or an unknown id; .method, .item_id
+    ├── SinkError                    a sink could not deliver (retriable = True)
+    │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
+    │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
+    │   └── TopicPolicyError         an existing topic has the wrong cleanup policy (retriable = False)
+    ├── FencedError                  another instance took over the transactional id (retriable = False)
+    └── CheckpointError              the cursor store could not be read or written
+
+Third-party exceptions are translated once, at the boundary where they are caught, with the cause chained.
+``retriable`` tells the poll loop whether to back off and try again or to stop.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error borobridge raises on purpose."""
+
+    retriable: bool = False
+    kind: str = "bridge"
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; ``errors`` holds one ``path: problem`` line per fault."""
+
+    kind = "config"
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+class BoroError(BridgeError):
+    """Boro could not be read; the stream's cursor stays where it was."""
+
+    retriable = True
+    kind = "boro"
+
+
+class BoroTransportError(BoroError):
+    """The request did not get an HTTP answer (refused, reset, timed out)."""
+
+    kind = "boro_transport"
+
+
+class BoroHTTPError(BoroError):
+    """Boro answered with an HTTP error status."""
+
+    kind = "boro_http"
+
+    def __init__(self, status: int, body_excerpt: str, retry_after: float | None = None) -> None:
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+        hint = f", retry after {retry_after:g} s" if retry_after is not None else ""
+        super().__init__(f"Boro answered HTTP {status}{hint}: {body_excerpt!r}")
+
+
+class BoroDecodeError(BoroError):
+    """The body is not the JSON the Control API documents."""
+
+    kind = "boro_decode"
+
+    def __init__(self, problem: str, body_excerpt: str) -> None:
+        self.problem = problem
+        self.body_excerpt = body_excerpt
+        super().__init__(f"Boro reply is malformed ({problem}); body starts {body_excerpt!r}")
+
+
+class BoroReplyError(BoroError):
+    """A reply item reports an error, lacks its result, or cannot be matched to a call."""
+
+    kind = "boro_reply"
+
+    def __init__(self, problem: str, *, method: str | None = None, item_id: int | None = None) -> None:
+        self.problem = problem
+        self.method = method
+        self.item_id = item_id
+        super().__init__(f"Boro {method or 'reply'} item {item_id}: {problem}")
+
+
+class SinkError(BridgeError):
+    """A sink could not deliver; nothing of the batch counts as delivered."""
+
+    retriable = True
+    kind = "sink"
+
+
+class KafkaDeliveryError(SinkError):
+    """Kafka refused or timed out a send or a commit; the transaction was aborted."""
+
+    kind = "kafka"
+
+
+class MqttDeliveryError(SinkError):
+    """An MQTT publish was not acknowledged."""
+
+    kind = "mqtt"
+
+
+class TopicPolicyError(SinkError):
+    """A topic exists with a configuration the bridge cannot work with."""
+
+    retriable = False
+    kind = "topic_policy"
+
+
+class FencedError(BridgeError):
+    """Another instance with the same bridge name took over; this one must stop."""
+
+    kind = "fenced"
+
+
+class CheckpointError(BridgeError):
+    """The cursor store could not be read or written."""
+
+    kind = "checkpoint"

@@ -1,0 +1,219 @@
+"""The configuration: one frozen, keyword-only msgspec Struct tree.
+
+Sources, later ones winning: the YAML file, then ``BOROBRIDGE_<SECTION>__<KEY>`` environment variables (values
+parsed as YAML scalars or flow lists), then ``<key>_file`` entries, which read a secret from a file. Every problem
+is reported with its path, all at once, by :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+import yaml
+
+from borobridge.errors import ConfigError
+from borobridge.secret import MASK, Secret
+from borobridge.settings_validation import collect_errors, convert_hooks
+
+ENV_PREFIX: Final = "BOROBRIDGE_"
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Level = Literal["ok", "warning", "error", "major", "fatal"]
+TriggerGroup = Literal["eth", "etr", "qoe", "ott", "sys", "scte35"]
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Options shared by every settings section."""
+
+
+class FilterSettings(Base, frozen=True):
+    """The TaskAlarms ``filter`` sent with every poll (groups AND names)."""
+
+    level: Level | None = None
+    trigger_groups: list[TriggerGroup] = []
+    trigger_names: list[str] = []
+
+
+class HmacSettings(Base, frozen=True):
+    """APIAuth HMAC-SHA256 request signing; the key is given in base64 or hex."""
+
+    key: Secret
+    access_id: str | None = None
+
+
+class RetrySettings(Base, frozen=True):
+    """Backoff after a failed poll or delivery: exponential with full jitter."""
+
+    initial_backoff: PositiveFloat = 0.5
+    max_backoff: PositiveFloat = 30.0
+    max_drain_requests: PositiveInt = 50
+
+
+class BoroSettings(Base, frozen=True):
+    """Where and how to poll the Boro Control API."""
+
+    url: str = ""
+    server_name: str | None = None
+    user_id: int = 1
+    projects: list[int] | Literal["all"] = "all"
+    task_ids: list[int] | Literal["*"] = "*"
+    poll_interval: PositiveFloat = 2.0
+    request_timeout: PositiveFloat = 10.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    discovery_interval: PositiveFloat = 300.0
+    reply_order: Literal["oldest_first", "newest_first"] = "oldest_first"
+    filter: FilterSettings = FilterSettings()
+    hmac: HmacSettings | None = None
+    retry: RetrySettings = RetrySettings()
+
+
+class FirstStartSettings(Base, frozen=True):
+    """What a stream with no cursor does: ``now``, ``since`` a time, or ``all`` history."""
+
+    mode: Literal["now", "since", "all"] = "now"
+    since: dt.datetime | None = None
+
+
+class SimulatorSettings(Base, frozen=True):
+    """The built-in Boro simulator used when ``boro.url`` is empty (the embedded default)."""
+
+    seed: int = 1
+    projects: PositiveInt = 2
+    rate_per_second: PositiveFloat = 5.0
+    token_mode: Literal["sequence", "timestamp"] = "sequence"  # noqa: S105 - a mode name, not a password
+
+
+class OutputSettings(Base, frozen=True):
+    """The JSON-lines sink of the embedded default: stdout, or a file when ``path`` is set."""
+
+    path: str | None = None
+
+
+class StateSettings(Base, frozen=True):
+    """The local cursor file used when there is no Kafka."""
+
+    path: str = "borobridge-state.json"
+
+
+class HealthSettings(Base, frozen=True):
+    """The HTTP listener for /livez, /readyz and /metrics."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104 - probes and scrapers reach the pod from outside
+    port: Port = 8080
+
+
+class LoggingSettings(Base, frozen=True):
+    """Log level and format."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(Base, frozen=True):
+    """The whole configuration of one bridge instance."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "borobridge"
+    boro: BoroSettings = BoroSettings()
+    first_start: FirstStartSettings = FirstStartSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    output: OutputSettings = OutputSettings()
+    state: StateSettings = StateSettings()
+    health: HealthSettings = HealthSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the file and the environment into validated settings, or raise ConfigError listing every fault."""
+    raw = _read_yaml(path) if path is not None else {}
+    errors: list[str] = []
+    _apply_environment(raw, environ or {}, errors)
+    _read_secret_files(raw, errors)
+    errors += collect_errors(raw, Settings)
+    errors += _cross_field_errors(raw)
+    if errors:
+        raise ConfigError(errors)
+    return msgspec.convert(raw, Settings, strict=False, dec_hook=convert_hooks.decode)
+
+
+def settings_to_builtins(settings: Settings) -> Any:
+    """The effective configuration as plain data, secrets masked, for ``check-config``."""
+    return msgspec.to_builtins(settings, enc_hook=convert_hooks.encode)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file ({exc.strerror})"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc})"]) from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, got {type(loaded).__name__}"])
+    return loaded
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str], errors: list[str]) -> None:
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = name.removeprefix(ENV_PREFIX).lower().split("__")
+        value: Any = text if _is_secret_key(keys[-1]) else _parse_scalar(text)
+        _set_path(raw, keys, value, name, errors)
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _is_secret_key(key: str) -> bool:
+    return key in {"password", "key"} or key.endswith("_file")
+
+
+def _set_path(raw: dict[str, Any], keys: list[str], value: Any, origin: str, errors: list[str]) -> None:
+    node = raw
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            errors.append(f"{origin}: cannot set {'.'.join(keys)}: {key} is not a section")
+            return
+        node = child
+    node[keys[-1]] = value
+
+
+def _read_secret_files(node: dict[str, Any], errors: list[str], path: str = "") -> None:
+    for key in list(node):
+        value = node[key]
+        if isinstance(value, dict):
+            _read_secret_files(value, errors, f"{path}{key}.")
+        elif key.endswith("_file") and key.removesuffix("_file") in {"password", "key"}:
+            target = key.removesuffix("_file")
+            try:
+                node[target] = Path(str(value)).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                errors.append(f"{path}{key}: cannot read secret file {value!r} ({exc.strerror})")
+            del node[key]
+
+
+def _cross_field_errors(raw: dict[str, Any]) -> list[str]:
+    first_start = raw.get("first_start")
+    if isinstance(first_start, dict) and first_start.get("mode") == "since" and not first_start.get("since"):
+        return ["first_start.since: required when first_start.mode is 'since' (an RFC 3339 time)"]
+    return []
+
+
+def mask(value: object) -> str:
+    """How a secret appears anywhere it is printed."""
+    return MASK if isinstance(value, Secret) else str(value)
