@@ -1,0 +1,282 @@
+"""The Boro Control API client: batched TaskAlarms calls, drain, backfill, discovery and signing.
+
+It takes an injected ``httpx.AsyncClient``, so tests hand it an ``httpx.MockTransport`` or point it at the
+simulator over real HTTP. Every failure becomes a :class:`~borobridge.errors.BoroError`; nothing here moves a
+cursor, the caller does once it delivered what a page held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from borobridge.backoff import Backoff
+from borobridge.boro import hmac_auth
+from borobridge.boro.models import (
+    ENVELOPE_DECODER,
+    PROJECTS_DECODER,
+    RECORD_DECODER,
+    REQUEST_ENCODER,
+    TASK_ALARMS_DECODER,
+    AlarmRecord,
+    ReplyItem,
+    error_text,
+)
+from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord, RejectedRecord
+from borobridge.errors import (
+    BoroDecodeError,
+    BoroError,
+    BoroHTTPError,
+    BoroReplyError,
+    BoroTransportError,
+)
+from borobridge.settings import BoroSettings
+
+log = logging.getLogger(__name__)
+
+EXCERPT: Final = 200
+MAX_ATTEMPTS: Final = 4
+STATE_TYPES: Final = frozenset({"state", "event"})
+
+PageResult = AlarmPage | BoroError
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Signs requests with APIAuth HMAC-SHA256."""
+
+    access_id: str
+    key: bytes
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    def headers(self, uri: str, body: bytes) -> dict[str, str]:
+        """The authorisation headers for one POST."""
+        return hmac_auth.signed_headers("POST", uri, body, self.access_id, self.key, self.clock())
+
+
+class BoroClient:
+    """Talks to one Boro server's Control API."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: BoroSettings,
+        *,
+        url: str | None = None,
+        signer: Signer | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._url = url or settings.url
+        self._path = urlsplit(self._url).path or "/"
+        self._signer = signer or _signer_from(settings)
+        self._sleep = sleep
+        self.requests_sent = 0
+
+    async def task_alarms(self, queries: Sequence[AlarmQuery]) -> list[PageResult]:
+        """Run every query, ``batch_size`` calls per HTTP request; one result or error per query, in order."""
+        results: list[PageResult] = []
+        size = self._settings.batch_size
+        for start in range(0, len(queries), size):
+            batch = queries[start : start + size]
+            try:
+                items = await self.call([("TaskAlarms", query.params()) for query in batch])
+            except BoroError as error:
+                results += [error] * len(batch)
+                continue
+            results += [self._page(query, item) for query, item in zip(batch, items, strict=True)]
+        return results
+
+    async def drain(self, queries: Sequence[AlarmQuery]) -> AsyncGenerator[list[tuple[AlarmQuery, PageResult]]]:
+        """Yield rounds of results; streams whose page was full are asked again at once with the new token.
+
+        The next round is requested only when the caller asks for it, so a caller that delivers and commits
+        each round before iterating never lets a cursor run ahead of delivery.
+        """
+        pending = list(queries)
+        for _ in range(self._settings.retry.max_drain_requests):
+            if not pending:
+                return
+            results = await self.task_alarms(pending)
+            yield list(zip(pending, results, strict=True))
+            pending = [
+                query.after(result.update_token)
+                for query, result in zip(pending, results, strict=True)
+                if isinstance(result, AlarmPage) and result.full and result.update_token != query.update_token
+            ]
+
+    async def pages(self, query: AlarmQuery) -> AsyncIterator[AlarmPage]:
+        """Every page of a query without token, from ``query.page`` to the last; raises on the first error."""
+        page_number = query.page
+        while True:
+            [result] = await self.task_alarms([replace(query, page=page_number, update_token=None)])
+            if isinstance(result, BoroError):
+                raise result
+            yield result
+            if page_number >= result.total_pages or not result.full:
+                return
+            page_number += 1
+
+    async def project_ids(self) -> list[int]:
+        """Every project the user can see, through ProjectsList paging."""
+        ids: list[int] = []
+        page = 1
+        while True:
+            [item] = await self.call([("ProjectsList", {"type": "all", "limit_value": 100, "page": page})])
+            result = PROJECTS_DECODER.decode(_result_of(item))
+            ids += [project.id for project in result.projects]
+            if page >= result.total_pages or not result.projects:
+                return ids
+            page += 1
+
+    async def call(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[ReplyItem]:
+        """One request carrying ``calls``, retried with backoff; reply items matched back by id."""
+        body = REQUEST_ENCODER.encode(
+            {
+                "user_id": self._settings.user_id,
+                "methods": [{"method": m, "id": i, "params": p} for i, (m, p) in enumerate(calls, 1)],
+            }
+        )
+        backoff = Backoff(self._settings.retry.initial_backoff, self._settings.retry.max_backoff)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return _match(calls, await self._post(body))
+            except BoroError as error:
+                if not _worth_retrying(error) or attempt == MAX_ATTEMPTS:
+                    raise
+                retry_after = error.retry_after if isinstance(error, BoroHTTPError) else None
+                delay = backoff.next_delay(retry_after)
+                log.warning("Boro request failed (%s); retry %d in %.1f s", error, attempt, delay)
+                await self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _post(self, body: bytes) -> bytes:
+        headers = {"Content-Type": "application/json"}
+        if self._signer is not None:
+            headers |= self._signer.headers(self._path, body)
+        self.requests_sent += 1
+        try:
+            response = await self._http.post(
+                self._url, content=body, headers=headers, timeout=self._settings.request_timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise BoroTransportError(f"no answer from {self._url} within {self._settings.request_timeout} s") from exc
+        except httpx.TransportError as exc:
+            raise BoroTransportError(f"cannot reach {self._url}: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise BoroHTTPError(response.status_code, _excerpt(response.content), _retry_after(response))
+        return response.content
+
+    def _page(self, query: AlarmQuery, item: ReplyItem) -> PageResult:
+        try:
+            result = TASK_ALARMS_DECODER.decode(_result_of(item))
+        except BoroError as error:
+            return error
+        except msgspec.DecodeError as exc:
+            return BoroReplyError(f"result is not a TaskAlarms result: {exc}", method=item.method, item_id=item.id)
+        records, rejected = _decode_records(query.project_id, result.alarms)
+        if self._settings.reply_order == "newest_first":
+            records.reverse()
+        return AlarmPage(
+            query=query,
+            records=records,
+            rejected=rejected,
+            update_token=result.update_token,
+            current_page=result.current_page,
+            total_pages=result.total_pages,
+        )
+
+
+def _signer_from(settings: BoroSettings) -> Signer | None:
+    if settings.hmac is None:
+        return None
+    access_id = settings.hmac.access_id or str(settings.user_id)
+    return Signer(access_id, hmac_auth.decode_key(settings.hmac.key.reveal()))
+
+
+def _match(calls: Sequence[tuple[str, dict[str, Any]]], body: bytes) -> list[ReplyItem]:
+    try:
+        envelope = ENVELOPE_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BoroDecodeError(str(exc), _excerpt(body)) from exc
+    by_id = {item.id: item for item in envelope.reply}
+    unknown = [key for key in by_id if key is None or not 1 <= key <= len(calls)]
+    if unknown and len(envelope.reply) != len(calls):
+        raise BoroReplyError(f"reply ids {unknown} match no call of this request")
+    if unknown:
+        by_id = dict(enumerate(envelope.reply, 1))  # a server that drops ids still answers in order
+    missing = [i for i in range(1, len(calls) + 1) if i not in by_id]
+    if missing:
+        raise BoroReplyError(f"no reply item for call ids {missing}", method=calls[missing[0] - 1][0])
+    return [by_id[i] for i in range(1, len(calls) + 1)]
+
+
+def _result_of(item: ReplyItem) -> msgspec.Raw:
+    if item.error:
+        raise BoroReplyError(f"Boro reports an error: {error_text(item.error)}", method=item.method, item_id=item.id)
+    if not item.result:
+        raise BoroReplyError("neither result nor error in the reply item", method=item.method, item_id=item.id)
+    return item.result
+
+
+def _decode_records(project_id: int, raws: list[msgspec.Raw]) -> tuple[list[DecodedRecord], list[RejectedRecord]]:
+    records: list[DecodedRecord] = []
+    rejected: list[RejectedRecord] = []
+    for raw in raws:
+        data = bytes(raw)
+        try:
+            record = RECORD_DECODER.decode(data)
+        except msgspec.DecodeError as exc:
+            rejected.append(RejectedRecord(project_id, data, f"record does not decode: {exc}"))
+            continue
+        if problem := _semantic_problem(record):
+            rejected.append(RejectedRecord(project_id, data, problem))
+        else:
+            records.append(DecodedRecord(record, data))
+    return records, rejected
+
+
+def _semantic_problem(record: AlarmRecord) -> str | None:
+    if record.type not in STATE_TYPES:
+        return f"type {record.type!r} is neither 'state' nor 'event'"
+    if record.type == "state" and record.active is None:
+        return "a state record without 'active'"
+    return None
+
+
+def _worth_retrying(error: BoroError) -> bool:
+    if isinstance(error, BoroHTTPError):
+        return error.status >= 500 or error.status in {408, 429}
+    return isinstance(error, BoroTransportError | BoroDecodeError)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return _retry_after_date(value)
+
+
+def _retry_after_date(value: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def _excerpt(body: bytes) -> str:
+    return body[:EXCERPT].decode("utf-8", "replace")
