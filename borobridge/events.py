@@ -1,0 +1,169 @@
+"""Transitions to CloudEvents, and their Kafka and MQTT bindings (pure, no I/O).
+
+Identity is deterministic: ``source`` names the Boro server, project and task; ``id`` is the record id and the
+transition. Replaying the same record always gives the same pair, which CloudEvents defines as a duplicate.
+
+``time`` is the trigger time for ``raised`` and ``event``. For ``cleared`` it is derived: the trigger time plus
+the state's duration (``info.time_end - info.time``, both in task-relative seconds); when Boro gave no end time
+it falls back to the trigger time, and ``data.time_derived`` says which one was used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from borobridge.transitions import AlarmTransition, Transition
+
+SPEC_VERSION: Final = "1.0"
+CONTENT_TYPE: Final = "application/json"
+STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json; charset=utf-8"
+TYPE_PREFIX: Final = "com.elecard.boro.alarm"
+SCHEMA_VERSION: Final = 1
+ATTRIBUTES: Final = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "partitionkey",
+    "severity",
+    "triggergroup",
+    "project",
+    "task",
+    "probe",
+)
+
+
+def event_type(transition: Transition) -> str:
+    """The CloudEvent ``type`` of a transition, versioned with its data schema."""
+    return f"{TYPE_PREFIX}.{transition.value}.v{SCHEMA_VERSION}"
+
+
+def schema_uri(transition: Transition) -> str:
+    """The ``dataschema`` URI of a transition's data, also the ``$id`` of the published schema."""
+    return f"urn:borobridge:schema:alarm.{transition.value}.v{SCHEMA_VERSION}"
+
+
+class EventData(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The ``data`` of every alarm CloudEvent: the Boro record byte-exact, plus what the bridge derived."""
+
+    transition: str
+    alarm: msgspec.Raw
+    duration_seconds: float | None = None
+    time_derived: bool = False
+    synthetic: bool = False
+
+
+class StructuredEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A CloudEvent in structured JSON mode."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str
+    dataschema: str
+    partitionkey: str
+    severity: str
+    triggergroup: str
+    project: str
+    task: str
+    probe: str
+    data: msgspec.Raw
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One encoded CloudEvent: its attributes (all strings) and its JSON ``data``."""
+
+    attributes: dict[str, str]
+    data: bytes
+
+    @property
+    def key(self) -> str:
+        """The Kafka record key: ``project/task``, equal to ``partitionkey``."""
+        return self.attributes["partitionkey"]
+
+    def structured(self) -> bytes:
+        """The event as ``application/cloudevents+json``."""
+        return _ENCODER.encode(StructuredEvent(**self.attributes, data=msgspec.Raw(self.data)))
+
+    def kafka_binary_headers(self) -> list[tuple[str, bytes]]:
+        """Kafka binary mode headers: ``ce_<attribute>`` plus ``content-type``; the value is ``data``."""
+        headers = [(f"ce_{name}", value.encode()) for name, value in self.attributes.items()]
+        headers.remove(("ce_datacontenttype", CONTENT_TYPE.encode()))
+        headers.append(("content-type", CONTENT_TYPE.encode()))
+        return headers
+
+    def mqtt_user_properties(self) -> list[tuple[str, str]]:
+        """MQTT 5 binary mode user properties: every attribute but ``datacontenttype``, unprefixed."""
+        return [(name, value) for name, value in self.attributes.items() if name != "datacontenttype"]
+
+
+class EventFactory:
+    """Builds the CloudEvent of each transition for one Boro server."""
+
+    def __init__(self, server_name: str) -> None:
+        self._server = server_name
+
+    def source(self, project_id: int, task_id: int) -> str:
+        """The ``source`` of every event of one task."""
+        return f"boro://{self._server}/projects/{project_id}/tasks/{task_id}"
+
+    def build(self, transition: AlarmTransition) -> CloudEvent:
+        """The CloudEvent of one transition."""
+        record = transition.record
+        duration, time, derived = _timing(transition)
+        data = EventData(
+            transition=transition.kind.value,
+            alarm=msgspec.Raw(transition.raw),
+            duration_seconds=duration,
+            time_derived=derived,
+            synthetic=transition.synthetic,
+        )
+        attributes = {
+            "specversion": SPEC_VERSION,
+            "id": f"{record.id}-{transition.kind.value}",
+            "source": self.source(record.project_id, record.task_id),
+            "type": event_type(transition.kind),
+            "subject": record.name,
+            "time": time,
+            "datacontenttype": CONTENT_TYPE,
+            "dataschema": schema_uri(transition.kind),
+            "partitionkey": f"{record.project_id}/{record.task_id}",
+            "severity": record.level,
+            "triggergroup": record.trigger_group,
+            "project": str(record.project_id),
+            "task": str(record.task_id),
+            "probe": str(record.app_id),
+        }
+        return CloudEvent(attributes, _ENCODER.encode(data))
+
+
+def _timing(transition: AlarmTransition) -> tuple[float | None, str, bool]:
+    record = transition.record
+    start = float(record.trigger_time)
+    if transition.kind is not Transition.CLEARED:
+        return None, _rfc3339(start), False
+    info = record.info
+    if info.time is None or info.time_end is None:
+        return None, _rfc3339(start), False
+    duration = max(0.0, info.time_end - info.time)
+    return duration, _rfc3339(start + duration), True
+
+
+def _rfc3339(unix: float) -> str:
+    moment = dt.datetime.fromtimestamp(unix, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,115 @@
+"""CloudEvents: deterministic identity, derived times, and every binding parsed back by the cloudevents SDK."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.v1 import kafka as ce_v1_kafka
+from cloudevents.v1.http import CloudEvent as V1CloudEvent
+
+from borobridge.events import CloudEvent, EventFactory, event_type
+from borobridge.schemas import event_schema
+from borobridge.transitions import AlarmTransition, Transition, TransitionMemory
+from tests.records import decoded, record_bytes
+
+FACTORY = EventFactory("boro-1")
+
+
+def build(record_id: int = 13522793, **fields: Any) -> list[CloudEvent]:
+    return [FACTORY.build(t) for t in TransitionMemory().feed([decoded(record_id, **fields)])]
+
+
+def test_identity_is_deterministic_and_names_the_task() -> None:
+    first, again = build()[0], build()[0]
+    assert first == again
+    assert first.attributes["id"] == "13522793-raised"
+    assert first.attributes["source"] == "boro://boro-1/projects/23/tasks/241555"
+    assert first.attributes["type"] == "com.elecard.boro.alarm.raised.v1"
+    assert first.key == first.attributes["partitionkey"] == "23/241555"
+
+
+def test_cleared_time_is_derived_from_the_state_duration() -> None:
+    raised, cleared = build(active=False, info={"time": 100.0, "time_end": 160.5})
+    assert raised.attributes["time"] == "2020-05-27T09:08:49.000Z"
+    assert cleared.attributes["time"] == "2020-05-27T09:09:49.500Z"
+    data = json.loads(cleared.data)
+    assert data["duration_seconds"] == 60.5
+    assert data["time_derived"] is True
+    assert json.loads(raised.data)["synthetic"] is True
+
+
+def test_cleared_without_end_time_falls_back_to_trigger_time() -> None:
+    cleared = build(active=False, info={"time": 100.0})[1]
+    assert cleared.attributes["time"] == "2020-05-27T09:08:49.000Z"
+    assert "time_derived" not in json.loads(cleared.data)
+
+
+def test_data_keeps_the_record_byte_exact() -> None:
+    raw = record_bytes(5, unknown_top_level={"x": 1})
+    transition = AlarmTransition(Transition.RAISED, decoded(5).record, raw)
+    data = json.loads(FACTORY.build(transition).data)
+    assert json.dumps(data["alarm"], separators=(",", ":")).encode() == raw
+    assert data["alarm"]["info"]["vendor_extra"] == [1, 2]
+
+
+def expected_attributes(event: CloudEvent) -> dict[str, Any]:
+    attributes: dict[str, Any] = dict(event.attributes)
+    attributes["time"] = dt.datetime.fromisoformat(attributes["time"])
+    return attributes
+
+
+def assert_same(parsed: BaseCloudEvent, event: CloudEvent) -> None:
+    assert parsed.get_attributes() == expected_attributes(event)
+    assert parsed.get_data() == json.loads(event.data)
+
+
+@pytest.mark.parametrize("event", build(active=False, info={"time": 1.0, "time_end": 2.0}) + build(9, type="event"))
+def test_every_binding_parses_back_with_the_sdk(event: CloudEvent) -> None:
+    fmt = JSONFormat()
+    binary = ce_kafka.KafkaMessage(dict(event.kafka_binary_headers()), event.key.encode(), event.data)
+    assert_same(ce_kafka.from_binary(binary, fmt), event)
+    structured = ce_kafka.KafkaMessage(
+        {"content-type": b"application/cloudevents+json"}, event.key.encode(), event.structured()
+    )
+    assert_same(ce_kafka.from_structured(structured, fmt), event)
+    mqtt_headers = {f"ce-{name}": value for name, value in event.mqtt_user_properties()}
+    mqtt_headers["content-type"] = event.attributes["datacontenttype"]
+    assert_same(ce_http.from_binary(ce_http.HTTPMessage(mqtt_headers, event.data), fmt), event)
+
+
+def test_partitionkey_header_follows_the_spec_where_the_v1_sdk_drops_it() -> None:
+    """The Kafka binding maps every attribute to a ce_ header; cloudevents.v1's to_binary omits partitionkey.
+
+    borobridge follows the spec: the header is there, and equals the record key, so a reader that ignores the
+    key still sees the attribute.
+    """
+    event = build()[0]
+    ours = dict(event.kafka_binary_headers())
+    assert ours["ce_partitionkey"] == b"23/241555"
+    sdk_event = V1CloudEvent(dict(event.attributes), json.loads(event.data))
+    assert "ce_partitionkey" not in ce_v1_kafka.to_binary(sdk_event).headers
+
+
+def test_data_validates_against_its_published_schema() -> None:
+    events = build(active=False, info={"time": 1.0, "time_end": 2.0}) + build(9, type="event", active=None)
+    for event in events:
+        kind = Transition(event.attributes["type"].split(".")[-2])
+        assert event.attributes["type"] == event_type(kind)
+        schema = event_schema(kind)
+        assert event.attributes["dataschema"] == schema["$id"]
+        jsonschema.validate(json.loads(event.data), schema)
+
+
+def test_schema_refuses_a_record_without_id() -> None:
+    data = json.loads(build()[0].data)
+    del data["alarm"]["id"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, event_schema(Transition.RAISED))

@@ -1,0 +1,29 @@
+"""The committed JSON Schemas are exactly what the code generates, and the schemas are valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import msgspec
+import pytest
+
+from borobridge.schemas import generate
+
+SCHEMAS = Path(__file__).parent.parent / "schemas"
+
+
+@pytest.mark.parametrize(("name", "content"), sorted(generate().items()))
+def test_committed_schema_matches_the_code(name: str, content: bytes) -> None:
+    committed = SCHEMAS / name
+    assert committed.exists(), f"{name} is missing: run `borobridge schemas`"
+    assert committed.read_bytes() == content, f"{name} is stale: run `borobridge schemas` and commit"
+
+
+def test_no_stray_schema_files() -> None:
+    assert sorted(path.name for path in SCHEMAS.glob("*.json")) == sorted(generate())
+
+
+@pytest.mark.parametrize("content", generate().values())
+def test_schema_is_valid_draft_2020_12(content: bytes) -> None:
+    jsonschema.Draft202012Validator.check_schema(msgspec.json.decode(content))

@@ -1,0 +1,90 @@
+"""Transitions: raised, cleared and event, each once; a clear never arrives without its raise."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from borobridge.transitions import Transition, TransitionMemory
+from tests.records import decoded
+
+
+def kinds(memory: TransitionMemory, *records: object) -> list[tuple[int, Transition, bool]]:
+    fed = memory.feed(records)  # type: ignore[arg-type]
+    return [(t.record.id, t.kind, t.synthetic) for t in fed]
+
+
+def test_active_state_is_raised_once() -> None:
+    memory = TransitionMemory()
+    assert kinds(memory, decoded(1), decoded(1)) == [(1, Transition.RAISED, False)]
+    assert kinds(memory, decoded(1)) == []
+
+
+def test_clear_after_raise() -> None:
+    memory = TransitionMemory()
+    kinds(memory, decoded(1))
+    assert kinds(memory, decoded(1, active=False)) == [(1, Transition.CLEARED, False)]
+    assert memory.active == []
+
+
+def test_state_first_seen_cleared_is_raised_then_cleared() -> None:
+    assert kinds(TransitionMemory(), decoded(7, active=False)) == [
+        (7, Transition.RAISED, True),
+        (7, Transition.CLEARED, False),
+    ]
+
+
+def test_event_once_and_late_repeat_of_active_after_clear_is_dropped() -> None:
+    memory = TransitionMemory()
+    assert kinds(memory, decoded(2, type="event", active=None)) == [(2, Transition.EVENT, False)]
+    assert kinds(memory, decoded(2, type="event", active=None)) == []
+    kinds(memory, decoded(3), decoded(3, active=False))
+    assert kinds(memory, decoded(3)) == []
+
+
+def test_rollback_replays_identically() -> None:
+    memory = TransitionMemory()
+    kinds(memory, decoded(1))
+    memory.commit()
+    page = [decoded(1, active=False), decoded(2), decoded(3, type="event", active=None)]
+    first = kinds(memory, *page)
+    memory.rollback()
+    assert memory.active == [1]
+    assert kinds(memory, *page) == first
+
+
+def test_capacity_forgets_the_oldest_finished_ids_at_commit() -> None:
+    memory = TransitionMemory(capacity=2)
+    kinds(memory, *(decoded(i, type="event", active=None) for i in range(5)))
+    memory.commit()
+    assert memory.done == [3, 4]
+
+
+def test_restored_memory_does_not_re_emit() -> None:
+    before = TransitionMemory()
+    kinds(before, decoded(1), decoded(2, active=False))
+    before.commit()
+    after = TransitionMemory(before.active, before.done)
+    assert kinds(after, decoded(1), decoded(2, active=False)) == []
+    assert kinds(after, decoded(1, active=False)) == [(1, Transition.CLEARED, False)]
+
+
+# A record's life: raised (maybe), then cleared (maybe); or one event. Boro may repeat any step.
+lives = st.lists(st.tuples(st.integers(1, 30), st.sampled_from(["event", "raise", "clear"])), min_size=1, max_size=60)
+
+
+@given(lives)
+def test_any_sequence_gives_raise_before_clear_and_no_repeats(steps: list[tuple[int, str]]) -> None:
+    memory = TransitionMemory()
+    records = []
+    for record_id, step in steps:
+        if step == "event":
+            records.append(decoded(1000 + record_id, type="event", active=None))
+        else:
+            records.append(decoded(record_id, active=step == "raise"))
+    emitted = kinds(memory, *records)
+    ids = [(record_id, kind) for record_id, kind, _ in emitted]
+    assert len(ids) == len(set(ids))
+    for record_id, kind in ids:
+        if kind is Transition.CLEARED:
+            assert ids.index((record_id, Transition.RAISED)) < ids.index((record_id, Transition.CLEARED))
