@@ -1,0 +1,105 @@
+"""The composition root: opens every resource, runs the loops, and stops them on a signal.
+
+Resources are async context managers entered on one ``AsyncExitStack``; the loops run as named tasks of one
+``TaskGroup``. SIGTERM and SIGINT let the cycle in flight finish and commit; past ``SHUTDOWN_GRACE`` it is
+cancelled, which loses nothing because an uncommitted cycle is simply polled again at the next start.
+
+The built-in simulator is a new Boro world at every start, with record ids of its own: cursors saved against
+an earlier world do not apply to it, so its streams start afresh (the output file is still cut back to its
+last commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from borobridge.boro.client import BoroClient
+from borobridge.boro.simulator import Simulator
+from borobridge.boro.simulator_http import serve_simulator
+from borobridge.checkpoint import FileCheckpointStore
+from borobridge.metrics import Metrics
+from borobridge.pipeline import Pipeline
+from borobridge.settings import Settings
+from borobridge.sinks.stream import JsonLinesSink
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE: Final = 10.0
+SIMULATOR_NAME: Final = "simulator"
+FIRST_SIMULATED_ID: Final = 10_000_000_000
+
+
+async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the bridge until ``stop`` is set or a signal arrives."""
+    stop = stop or asyncio.Event()
+    async with AsyncExitStack() as stack:
+        url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
+        http = await stack.enter_async_context(httpx.AsyncClient())
+        sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
+        stack.callback(sink.close)
+        pipeline = Pipeline(
+            BoroClient(http, settings.boro, url=url),
+            sink,
+            settings,
+            server_name=_server_name(settings, url),
+            metrics=Metrics(),
+        )
+        await pipeline.restore(keep_cursors=bool(settings.boro.url))
+        _install_signal_handlers(stop)
+        async with asyncio.TaskGroup() as tasks:
+            poll = tasks.create_task(pipeline.run(stop), name="poll")
+            tasks.create_task(_cancel_after_grace(stop, poll), name="shutdown-guard")
+    log.info("borobridge stopped")
+
+
+def _embedded_simulator(settings: Settings) -> AbstractAsyncContextManager[str]:
+    options = settings.simulator
+    simulator = Simulator(
+        seed=options.seed,
+        projects=options.projects,
+        token_mode=options.token_mode,
+        rate_per_second=options.rate_per_second,
+        user_id=settings.boro.user_id,
+        retain_seconds=3600.0,
+        first_record_id=FIRST_SIMULATED_ID + int(time.time()) % 100_000_000 * 100,
+    )
+    log.info("no boro.url configured: polling the built-in Boro simulator (seed %d)", options.seed)
+    return serve_simulator(simulator, host="127.0.0.1", port=0, advance_every=0.2)
+
+
+def _output_path(settings: Settings) -> Path | None:
+    return Path(settings.output.path) if settings.output.path else None
+
+
+def _server_name(settings: Settings, url: str) -> str:
+    if settings.boro.server_name:
+        return settings.boro.server_name
+    return urlsplit(url).netloc if settings.boro.url else SIMULATOR_NAME
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.info("%s received: finishing the cycle in flight", signal.Signals(signum).name)
+    stop.set()
+
+
+async def _cancel_after_grace(stop: asyncio.Event, poll: asyncio.Task[None]) -> None:
+    await stop.wait()
+    _, pending = await asyncio.wait([poll], timeout=SHUTDOWN_GRACE)
+    if pending:
+        log.warning("the cycle in flight did not finish within %.0f s; cancelling it", SHUTDOWN_GRACE)
+        poll.cancel()

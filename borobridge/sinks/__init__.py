@@ -1,0 +1,1 @@
+"""Sinks: where CloudEvents go (JSON lines, Kafka, MQTT)."""

@@ -1,0 +1,258 @@
+"""The whole bridge against the Boro simulator over real HTTP, with faults on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+
+from borobridge.boro.client import BoroClient
+from borobridge.boro.simulator import Faults, Simulator
+from borobridge.boro.simulator_http import serve_simulator
+from borobridge.checkpoint import FileCheckpointStore
+from borobridge.pipeline import Pipeline
+from borobridge.settings import Settings, load_settings
+from borobridge.sinks.stream import JsonLinesSink
+from tests.expectations import (
+    assert_exactly_once_in_order,
+    assert_valid_against_schemas,
+    expected_ids,
+    read_events,
+    simulator_with_history,
+)
+
+ALL_FAULTS = Faults(
+    http_5xx=0.1,
+    http_429=0.05,
+    retry_after=0.05,
+    slow=0.05,
+    slow_seconds=0.2,
+    malformed=0.1,
+    error_item=0.1,
+    repeat=0.2,
+    burst=0.02,
+)
+
+
+def bridge_settings(url: str, tmp_path: Path, **overrides: str) -> Settings:
+    environ = {
+        "BOROBRIDGE_BORO__URL": url,
+        "BOROBRIDGE_BORO__USER_ID": "4",
+        "BOROBRIDGE_BORO__POLL_INTERVAL": "0.1",
+        "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
+        "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
+        "BOROBRIDGE_FIRST_START__MODE": "all",
+        "BOROBRIDGE_OUTPUT__PATH": str(tmp_path / "events.jsonl"),
+        "BOROBRIDGE_STATE__PATH": str(tmp_path / "state.json"),
+        "BOROBRIDGE_HEALTH__ENABLED": "false",
+    }
+    return load_settings(None, environ | overrides)
+
+
+@contextlib.asynccontextmanager
+async def advancing(sim: Simulator, every: float = 0.05) -> AsyncIterator[None]:
+    """Let the simulated world move on while the block runs, and stand still afterwards."""
+
+    async def tick() -> None:
+        while True:
+            sim.advance()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def catch_up(pipeline: Pipeline, sim: Simulator, output: Path, since: int = 0, seconds: float = 30.0) -> None:
+    """Poll until the output holds every expected transition (bounded in time)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        await pipeline.poll_once()
+        if {e["id"] for e in read_events(output)} >= expected_ids(sim, since):
+            return
+
+
+@contextlib.asynccontextmanager
+async def bridge(url: str, tmp_path: Path, **overrides: str) -> AsyncIterator[Pipeline]:
+    """A restored pipeline writing JSON lines into ``tmp_path``, closed afterwards."""
+    settings = bridge_settings(url, tmp_path, **overrides)
+    assert settings.output.path is not None
+    sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), Path(settings.output.path))
+    async with httpx.AsyncClient() as http:
+        pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test")
+        try:
+            await pipeline.restore()
+            yield pipeline
+        finally:
+            sink.close()
+
+
+@pytest.mark.parametrize("token_mode", ["sequence", "timestamp"])
+async def test_every_change_once_in_order_with_every_fault(tmp_path: Path, token_mode: str) -> None:
+    sim = simulator_with_history(20, seed=7, projects=3, rate_per_second=20, faults=ALL_FAULTS, token_mode=token_mode)
+    async with serve_simulator(sim) as url, bridge(url, tmp_path) as pipeline:
+        async with advancing(sim):
+            for _ in range(20):
+                await pipeline.poll_once()
+                await asyncio.sleep(0.05)
+        await catch_up(pipeline, sim, tmp_path / "events.jsonl")
+    events = read_events(tmp_path / "events.jsonl")
+    assert len(events) > 200
+    assert_exactly_once_in_order(events, sim, expected_ids(sim))
+    assert_valid_against_schemas(events)
+
+
+async def test_cursor_stays_while_boro_fails(tmp_path: Path) -> None:
+    sim = simulator_with_history(5, seed=3, rate_per_second=20)
+    async with serve_simulator(sim) as url, bridge(url, tmp_path, BOROBRIDGE_FIRST_START__MODE="now") as pipeline:
+        await pipeline.poll_once()
+        tokens = [stream.token for stream in pipeline.streams]
+        state = (tmp_path / "state.json").read_bytes()
+        sim.faults = Faults(error_item=1.0)
+        sim.advance(new_records=10)
+        await pipeline.poll_once()
+        assert [stream.token for stream in pipeline.streams] == tokens
+        assert (tmp_path / "state.json").read_bytes() == state
+        sim.faults = Faults(http_5xx=1.0)
+        await pipeline.poll_once()
+        assert (tmp_path / "state.json").read_bytes() == state
+        sim.faults = Faults()
+        await pipeline.poll_once()
+        assert [stream.token for stream in pipeline.streams] != tokens
+
+
+async def test_first_start_now_raises_the_active_states_then_follows(tmp_path: Path) -> None:
+    sim = simulator_with_history(60, seed=11, rate_per_second=30)
+    active_at_start = {f"{r.alarm['id']}-raised" for r in sim.records() if r.alarm.get("active") is True}
+    start_seq = sim.changes()[-1].seq
+    async with serve_simulator(sim) as url, bridge(url, tmp_path, BOROBRIDGE_FIRST_START__MODE="now") as pipeline:
+        await pipeline.poll_once()
+        first = {e["id"] for e in read_events(tmp_path / "events.jsonl")}
+        assert first == active_at_start
+        sim.advance(new_records=40)
+        await pipeline.poll_once()
+    later = sim.changes(start_seq)
+    events = read_events(tmp_path / "events.jsonl")
+    assert len(later) > 20
+    for change in later:
+        suffix = "event" if change.type == "event" else ("cleared" if change.transition == "cleared" else "raised")
+        assert f"{change.record_id}-{suffix}" in {e["id"] for e in events}
+
+
+async def test_first_start_since_reads_only_the_period(tmp_path: Path) -> None:
+    sim = simulator_with_history(120, seed=5, rate_per_second=40)
+    since = int(sim.clock()) - 40
+    since_text = dt.datetime.fromtimestamp(since, dt.UTC).isoformat()
+    overrides = {"BOROBRIDGE_FIRST_START__MODE": "since", "BOROBRIDGE_FIRST_START__SINCE": since_text}
+    async with serve_simulator(sim) as url, bridge(url, tmp_path, **overrides) as pipeline:
+        await pipeline.poll_once()
+    emitted = {e["id"] for e in read_events(tmp_path / "events.jsonl")}
+    assert emitted >= expected_ids(sim, since)
+    too_old = expected_ids(sim) - expected_ids(sim, since - 1)
+    assert too_old
+    assert not emitted & too_old
+
+
+async def test_a_burst_in_one_second_is_read_whole_with_timestamp_tokens(tmp_path: Path) -> None:
+    sim = simulator_with_history(2, seed=9, rate_per_second=1, token_mode="timestamp")
+    async with serve_simulator(sim) as url, bridge(url, tmp_path) as pipeline:
+        await pipeline.poll_once()
+        sim.burst(260)
+        await catch_up(pipeline, sim, tmp_path / "events.jsonl", seconds=20)
+    assert_exactly_once_in_order(read_events(tmp_path / "events.jsonl"), sim, expected_ids(sim))
+
+
+# ---- the real process: embedded default, signals, SIGKILL -----------------------------------------------------
+
+
+def bridge_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "borobridge", "run", *args]
+
+
+async def test_embedded_default_prints_cloudevents(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *bridge_command(),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=os.environ | {"BOROBRIDGE_HEALTH__ENABLED": "false"},
+    )
+    assert process.stdout is not None
+    lines: list[bytes] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(20):
+            while len(lines) < 5:
+                lines.append(await process.stdout.readline())
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):
+        rest, _ = await process.communicate()
+    assert process.returncode == 0
+    events = [json.loads(line) for line in [*lines, *rest.splitlines()] if line.strip()]
+    assert len(events) >= 5
+    assert_valid_against_schemas(events)
+    for line in lines:
+        message = ce_kafka.KafkaMessage({"content-type": b"application/cloudevents+json"}, None, line)
+        assert ce_kafka.from_structured(message, JSONFormat()).get_id() == json.loads(line)["id"]
+    assert (tmp_path / "borobridge-state.json").exists()
+
+
+def write_config(tmp_path: Path, url: str) -> Path:
+    config: dict[str, Any] = {
+        "boro": {
+            "url": url,
+            "user_id": 4,
+            "poll_interval": 0.2,
+            "retry": {"initial_backoff": 0.02, "max_backoff": 0.2},
+        },
+        "first_start": {"mode": "all"},
+        "output": {"path": str(tmp_path / "events.jsonl")},
+        "state": {"path": str(tmp_path / "state.json")},
+        "health": {"enabled": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+async def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    rng = random.Random(2026)
+    sim = simulator_with_history(20, seed=21, projects=3, rate_per_second=40, faults=ALL_FAULTS)
+    async with serve_simulator(sim) as url:
+        config = write_config(tmp_path, url)
+        async with advancing(sim):
+            for _ in range(8):
+                process = await asyncio.create_subprocess_exec(*bridge_command("--config", str(config)))
+                await asyncio.sleep(rng.uniform(0.4, 2.0))
+                process.kill()
+                await process.wait()
+        process = await asyncio.create_subprocess_exec(*bridge_command("--config", str(config)))
+        deadline = asyncio.get_running_loop().time() + 40
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            output = tmp_path / "events.jsonl"
+            if output.exists() and {e["id"] for e in read_events(output)} >= expected_ids(sim):
+                break
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+    events = read_events(tmp_path / "events.jsonl")
+    assert len(events) > 300
+    assert_exactly_once_in_order(events, sim, expected_ids(sim))
