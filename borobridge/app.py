@@ -26,9 +26,11 @@ from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
+from borobridge.delivery import Committer
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings
+from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.stream import JsonLinesSink
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with AsyncExitStack() as stack:
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
         http = await stack.enter_async_context(httpx.AsyncClient())
-        sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
-        stack.callback(sink.close)
+        sink = await _committer(settings, stack)
         pipeline = Pipeline(
             BoroClient(http, settings.boro, url=url),
             sink,
@@ -59,6 +60,15 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
             poll = tasks.create_task(pipeline.run(stop), name="poll")
             tasks.create_task(_cancel_after_grace(stop, poll), name="shutdown-guard")
     log.info("borobridge stopped")
+
+
+async def _committer(settings: Settings, stack: AsyncExitStack) -> Committer:
+    """Kafka when configured, else JSON lines with a local cursor file."""
+    if settings.kafka is not None:
+        return await stack.enter_async_context(KafkaSink(settings.kafka, settings.name))
+    sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
+    stack.callback(sink.close)
+    return sink
 
 
 def _embedded_simulator(settings: Settings) -> AbstractAsyncContextManager[str]:

@@ -110,6 +110,54 @@ class HealthSettings(Base, frozen=True):
     port: Port = 8080
 
 
+class KafkaSaslSettings(Base, frozen=True):
+    """SASL authentication: PLAIN or SCRAM."""
+
+    username: str
+    password: Secret
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+
+
+class KafkaTlsSettings(Base, frozen=True):
+    """TLS to the brokers: a CA file, and a client certificate for mutual TLS."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    check_hostname: bool = True
+
+
+class KafkaTopicSettings(Base, frozen=True):
+    """Topic names; ``events`` is a template with ``{project_id}``."""
+
+    events: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._{}-]+$")] = "boro.alarms.{project_id}"
+    active: str = "boro.alarms.active"
+    checkpoints: str = "_borobridge.checkpoints"
+    schemas: str = "_borobridge.schemas"
+    dead_letters: str = "boro.alarms.dlq"
+    create: bool = True
+    partitions: PositiveInt = 6
+    replication_factor: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    events_retention_ms: int | None = None
+
+
+class KafkaSettings(Base, frozen=True):
+    """Apache Kafka delivery: exactly-once (transactions) by default, or at-least-once."""
+
+    bootstrap_servers: str
+    transactional: bool = True
+    mode: Literal["binary", "structured"] = "binary"
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 5
+    max_batch_bytes: PositiveInt = 1_048_576
+    transaction_timeout_ms: PositiveInt = 60_000
+    request_timeout_ms: PositiveInt = 30_000
+    delivery_timeout_ms: PositiveInt = 60_000
+    topics: KafkaTopicSettings = KafkaTopicSettings()
+    sasl: KafkaSaslSettings | None = None
+    tls: KafkaTlsSettings | None = None
+
+
 class LoggingSettings(Base, frozen=True):
     """Log level and format."""
 
@@ -128,6 +176,7 @@ class Settings(Base, frozen=True):
     state: StateSettings = StateSettings()
     health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
+    kafka: KafkaSettings | None = None
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

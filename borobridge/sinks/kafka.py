@@ -1,0 +1,316 @@
+"""Kafka delivery: events, active-alarm table, dead letters and checkpoints in one transaction.
+
+This module and :mod:`borobridge.sinks.kafka_topics` are the only places that touch aiokafka (which ships no type
+information); everything they hand back is typed. With ``kafka.transactional`` (the default) a
+``read_committed`` consumer sees each round entirely or not at all, and a second instance with the same bridge
+name fences this one. Without it, the producer is idempotent and the checkpoint is written after the events: at
+least once, repeats recognisable by CloudEvent id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+
+from borobridge.checkpoint import Checkpoint
+from borobridge.delivery import Batch, DeadLetter
+from borobridge.errors import CheckpointError, FencedError, KafkaDeliveryError
+from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
+from borobridge.schemas import generate
+from borobridge.settings import KafkaSettings
+from borobridge.sinks.kafka_connection import connection_options
+from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RESTORE_TIMEOUT: Final = 120.0
+STOP_TIMEOUT: Final = 10.0
+_CHECKPOINT_DECODER: Final = msgspec.json.Decoder(Checkpoint)
+_CHECKPOINT_ENCODER: Final = msgspec.json.Encoder()
+
+Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+def transactional_id(bridge_name: str) -> str:
+    """The fixed transactional id of a bridge: one live instance per name."""
+    return f"borobridge-{bridge_name}"
+
+
+class KafkaSink:
+    """The committer for Kafka; an async context manager that owns its producer and admin client."""
+
+    def __init__(self, settings: KafkaSettings, bridge_name: str) -> None:
+        self._settings = settings
+        self._name = bridge_name
+        self._options = connection_options(settings)
+        self._admin: Any = None
+        self._producer: Any = None
+        self._topics: TopicManager | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._producer is not None:
+            raise RuntimeError("KafkaSink is already started; use one instance per async with block")
+        try:
+            await self._start()
+        except BaseException as exc:
+            await self._stop()
+            if isinstance(exc, KafkaError):
+                raise KafkaDeliveryError(f"cannot start Kafka clients: {exc!r}; {self._connection_hint()}") from exc
+            raise
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def restore(self) -> dict[str, Checkpoint]:
+        """Read the checkpoint topic to its end (read_committed); the latest record of each stream wins."""
+        consumer = AIOKafkaConsumer(isolation_level="read_committed", enable_auto_commit=False, **self._options)
+        await consumer.start()
+        try:
+            return await asyncio.wait_for(self._read_checkpoints(consumer), RESTORE_TIMEOUT)
+        except TimeoutError as exc:
+            raise CheckpointError(
+                f"could not read {self._settings.topics.checkpoints} to its end within {RESTORE_TIMEOUT:.0f} s"
+            ) from exc
+        finally:
+            await asyncio.sleep(0)  # aiokafka re-raises the cancellation of a coordinator task that never ran
+            await consumer.stop()
+
+    async def deliver(self, batch: Batch) -> None:
+        """Send the whole batch (atomically in transactional mode), or raise and leave nothing visible."""
+        projects = {event.attributes["project"] for event in batch.events}
+        await self._topic_manager().ensure([event_topic(self._settings.topics, int(p)) for p in sorted(projects)])
+        producer = await self._ready_producer()
+        try:
+            await _bounded(self._send_batch(producer, batch), self._settings.delivery_timeout_ms / 1000)
+        except (ProducerFenced, InvalidProducerEpoch) as exc:
+            raise FencedError(
+                f"another borobridge instance named {self._name!r} took over transactional id "
+                f"{transactional_id(self._name)!r}; this one stops"
+            ) from exc
+        except (KafkaError, TimeoutError) as exc:
+            await self._discard_producer()
+            raise KafkaDeliveryError(f"Kafka did not accept a batch of {len(batch.events)} events: {exc!r}") from exc
+
+    async def _send_batch(self, producer: Any, batch: Batch) -> None:
+        if self._settings.transactional:
+            async with producer.transaction():
+                await _send(producer, self._records(batch))
+        else:
+            await _send(producer, self._event_records(batch))
+            await _send(producer, self._checkpoint_records(batch.checkpoints))
+
+    async def _ready_producer(self) -> Any:
+        """The producer; a new one after a failed batch, whose start also aborts that batch's transaction."""
+        if self._producer is None:
+            producer = AIOKafkaProducer(**self._producer_options())
+            try:
+                await _bounded(producer.start(), self._settings.delivery_timeout_ms / 1000)
+            except (KafkaError, TimeoutError) as exc:
+                await _stop_quietly(producer)
+                raise KafkaDeliveryError(
+                    f"cannot restart the Kafka producer: {exc!r}; {self._connection_hint()}"
+                ) from exc
+            self._producer = producer
+        return self._producer
+
+    async def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _stop_quietly(producer)
+
+    async def _start(self) -> None:
+        self._admin = AIOKafkaAdminClient(**self._options)
+        await self._admin.start()
+        self._topics = TopicManager(self._admin, self._settings.topics)
+        await self._topics.ensure(fixed_topics(self._settings.topics))
+        await self._publish_schemas(await self._ready_producer())
+
+    async def _stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    def _producer_options(self) -> dict[str, Any]:
+        settings = self._settings
+        options = dict(self._options)
+        options |= {
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": settings.linger_ms,
+            "max_batch_size": settings.max_batch_bytes,
+            "compression_type": None if settings.compression == "none" else settings.compression,
+        }
+        if settings.transactional:
+            options["transactional_id"] = transactional_id(self._name)
+            options["transaction_timeout_ms"] = settings.transaction_timeout_ms
+        return options
+
+    def _connection_hint(self) -> str:
+        settings = self._settings
+        checks = [f"kafka.bootstrap_servers ({settings.bootstrap_servers})"]
+        if settings.sasl is not None:
+            checks.append("the SASL credentials (kafka.sasl username, password, mechanism)")
+        if settings.tls is not None:
+            checks.append("the TLS files (kafka.tls)")
+        return f"check {' and '.join(checks)}"
+
+    def _topic_manager(self) -> TopicManager:
+        if self._topics is None:
+            raise RuntimeError("KafkaSink used before start: enter it with `async with` first")
+        return self._topics
+
+    async def _publish_schemas(self, producer: Any) -> None:
+        records: list[Record] = [
+            (self._settings.topics.schemas, msgspec.json.decode(content)["$id"].encode(), content, [])
+            for content in generate().values()
+        ]
+        if self._settings.transactional:
+            async with producer.transaction():
+                await _send(producer, records)
+        else:
+            await _send(producer, records)
+
+    async def _read_checkpoints(self, consumer: Any) -> dict[str, Checkpoint]:
+        topic = self._settings.topics.checkpoints
+        partitions = [TopicPartition(topic, p) for p in await self._topic_manager().partitions(topic)]
+        if not partitions:
+            return {}
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        latest: dict[str, Checkpoint] = {}
+        while await _behind(consumer, ends):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for message in messages:
+                    _keep_latest(latest, message.value)
+        log.info("read %d checkpoints from %s", len(latest), topic)
+        return latest
+
+    def _records(self, batch: Batch) -> list[Record]:
+        return self._event_records(batch) + self._checkpoint_records(batch.checkpoints)
+
+    def _event_records(self, batch: Batch) -> list[Record]:
+        topics = self._settings.topics
+        records: list[Record] = []
+        for event in batch.events:
+            value, headers = self._encode(event)
+            key = event.key.encode()
+            records.append((topics.events.format(project_id=event.attributes["project"]), key, value, headers))
+            if not event.attributes["id"].endswith("-event"):
+                records.append(self._active_record(event, value, headers))
+        records += [_dead_letter_record(topics.dead_letters, letter) for letter in batch.dead_letters]
+        return records
+
+    def _active_record(self, event: CloudEvent, value: bytes, headers: list[tuple[str, bytes]]) -> Record:
+        """The latest ``raised`` per alarm, keyed ``project/task/alarm``; a tombstone once it clears."""
+        record_id, _, transition = event.attributes["id"].rpartition("-")
+        key = f"{event.key}/{record_id}".encode()
+        if transition == "cleared":
+            return (self._settings.topics.active, key, None, [])
+        return (self._settings.topics.active, key, value, headers)
+
+    def _checkpoint_records(self, checkpoints: Iterable[Checkpoint]) -> list[Record]:
+        now = time.time()
+        return [
+            (
+                self._settings.topics.checkpoints,
+                checkpoint.stream.encode(),
+                _CHECKPOINT_ENCODER.encode(msgspec.structs.replace(checkpoint, committed_at=now)),
+                [],
+            )
+            for checkpoint in checkpoints
+        ]
+
+    def _encode(self, event: CloudEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+        if self._settings.mode == "structured":
+            return event.structured(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+        return event.data, event.kafka_binary_headers()
+
+
+async def _send(producer: Any, records: Sequence[Record]) -> None:
+    """Queue every record, then wait until the broker acknowledged all of them."""
+    futures = [await producer.send(topic, value, key=key, headers=headers) for topic, key, value, headers in records]
+    for future in futures:
+        future.add_done_callback(_retrieve)  # an abandoned batch's failures are expected, not news
+    await asyncio.gather(*futures)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _stop_quietly(producer: Any) -> None:
+    """Stop a producer that already failed; a stop that fails or hangs too changes nothing."""
+    with contextlib.suppress(KafkaError, TimeoutError, OSError):
+        await _bounded(producer.stop(), STOP_TIMEOUT)
+
+
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+async def _bounded(work: Coroutine[Any, Any, T], seconds: float) -> T:
+    """Await ``work`` for at most ``seconds``, then give up on it (TimeoutError).
+
+    aiokafka shields its transaction commit and abort from cancellation and waits for the coordinator without
+    limit, so a plain timeout cannot interrupt it while the broker is down. The work runs as its own task; a
+    task that overruns is cancelled and left to end on its own, held in ``_abandoned`` until it does.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait([task], timeout=seconds)
+    if done:
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_forget)
+    raise TimeoutError(f"no answer from Kafka within {seconds:g} s")
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()
+
+
+async def _behind(consumer: Any, ends: dict[Any, int]) -> bool:
+    for partition, end in ends.items():
+        if await consumer.position(partition) < end:
+            return True
+    return False
+
+
+def _dead_letter_record(topic: str, letter: DeadLetter) -> Record:
+    headers = [
+        ("borobridge_reason", letter.record.reason.encode()),
+        ("borobridge_stream", letter.stream.encode()),
+        ("borobridge_project", str(letter.record.project_id).encode()),
+    ]
+    return (topic, letter.stream.encode(), letter.record.raw, headers)
+
+
+def _keep_latest(latest: dict[str, Checkpoint], value: bytes | None) -> None:
+    if not value:
+        return
+    try:
+        checkpoint = _CHECKPOINT_DECODER.decode(value)
+    except msgspec.DecodeError:
+        log.warning("skipping an unreadable checkpoint record: %r", value[:200])
+        return
+    latest[checkpoint.stream] = checkpoint
