@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
@@ -31,6 +32,8 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings
 from borobridge.sinks.kafka import KafkaSink
+from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
+from borobridge.sinks.mqtt_relay import MqttRelay
 from borobridge.sinks.stream import JsonLinesSink
 
 log = logging.getLogger(__name__)
@@ -46,29 +49,44 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with AsyncExitStack() as stack:
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
         http = await stack.enter_async_context(httpx.AsyncClient())
-        sink = await _committer(settings, stack)
+        metrics = Metrics()
+        publisher = await _mqtt_publisher(settings, stack)
+        sink = await _committer(settings, stack, publisher)
         pipeline = Pipeline(
             BoroClient(http, settings.boro, url=url),
             sink,
             settings,
             server_name=_server_name(settings, url),
-            metrics=Metrics(),
+            metrics=metrics,
         )
         await pipeline.restore(keep_cursors=bool(settings.boro.url))
         _install_signal_handlers(stop)
         async with asyncio.TaskGroup() as tasks:
             poll = tasks.create_task(pipeline.run(stop), name="poll")
+            if settings.kafka is not None and publisher is not None:
+                relay = MqttRelay(settings.kafka, publisher, settings.name, metrics, _backoff(settings))
+                tasks.create_task(relay.run(stop), name="mqtt-relay")
             tasks.create_task(_cancel_after_grace(stop, poll), name="shutdown-guard")
     log.info("borobridge stopped")
 
 
-async def _committer(settings: Settings, stack: AsyncExitStack) -> Committer:
-    """Kafka when configured, else JSON lines with a local cursor file."""
+async def _committer(settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None) -> Committer:
+    """Kafka when configured; else JSON lines with a local cursor file, behind MQTT when that is configured."""
     if settings.kafka is not None:
         return await stack.enter_async_context(KafkaSink(settings.kafka, settings.name))
     sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
     stack.callback(sink.close)
-    return sink
+    return MqttDirectSink(publisher, sink) if publisher is not None else sink
+
+
+async def _mqtt_publisher(settings: Settings, stack: AsyncExitStack) -> MqttPublisher | None:
+    if settings.mqtt is None:
+        return None
+    return await stack.enter_async_context(MqttPublisher(settings.mqtt, settings.name))
+
+
+def _backoff(settings: Settings) -> Backoff:
+    return Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
 
 
 def _embedded_simulator(settings: Settings) -> AbstractAsyncContextManager[str]:

@@ -11,6 +11,7 @@ it falls back to the trigger time, and ``data.time_derived`` says which one was 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -110,6 +111,21 @@ class CloudEvent:
     def mqtt_user_properties(self) -> list[tuple[str, str]]:
         """MQTT 5 binary mode user properties: every attribute but ``datacontenttype``, unprefixed."""
         return [(name, value) for name, value in self.attributes.items() if name != "datacontenttype"]
+
+
+_STRUCTURED_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def from_kafka_record(headers: Sequence[tuple[str, bytes]], value: bytes) -> CloudEvent:
+    """The CloudEvent of a record the bridge wrote to Kafka, in binary or structured mode."""
+    header_map = {name: content.decode() for name, content in headers}
+    if header_map.get("content-type", "").startswith("application/cloudevents+json"):
+        fields = _STRUCTURED_DECODER.decode(value)
+        data = bytes(fields.pop("data"))
+        return CloudEvent({name: msgspec.json.decode(raw) for name, raw in fields.items()}, data)
+    attributes = {name.removeprefix("ce_"): text for name, text in header_map.items() if name.startswith("ce_")}
+    attributes["datacontenttype"] = header_map.get("content-type", CONTENT_TYPE)
+    return CloudEvent({name: attributes[name] for name in ATTRIBUTES if name in attributes}, value)
 
 
 class EventFactory:

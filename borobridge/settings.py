@@ -158,6 +158,39 @@ class KafkaSettings(Base, frozen=True):
     tls: KafkaTlsSettings | None = None
 
 
+class MqttTlsSettings(Base, frozen=True):
+    """TLS to the MQTT broker: a CA file, and a client certificate for mutual TLS."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class MqttTopicSettings(Base, frozen=True):
+    """Topic templates; fields: {project} {task} {group} {name} {alarm_id} {bridge}."""
+
+    transitions: str = "boro/{project}/{task}/{group}/{name}"
+    active: str = "boro/{project}/{task}/active/{alarm_id}"
+    status: str = "borobridge/{bridge}/status"
+    schemas: str = "borobridge/schemas/{name}"
+
+
+class MqttSettings(Base, frozen=True):
+    """MQTT delivery (QoS 1): relayed from the committed Kafka topics, or direct when there is no Kafka."""
+
+    host: str
+    port: Port = 1883
+    protocol: Literal["mqttv5", "mqttv311"] = "mqttv5"
+    username: str | None = None
+    password: Secret | None = None
+    tls: MqttTlsSettings | None = None
+    client_id: str | None = None
+    keepalive: PositiveInt = 30
+    publish_timeout: PositiveFloat = 10.0
+    max_inflight: PositiveInt = 200
+    topics: MqttTopicSettings = MqttTopicSettings()
+
+
 class LoggingSettings(Base, frozen=True):
     """Log level and format."""
 
@@ -177,6 +210,7 @@ class Settings(Base, frozen=True):
     health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
     kafka: KafkaSettings | None = None
+    mqtt: MqttSettings | None = None
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,166 @@
+"""MQTT delivery with aiomqtt at QoS 1: one connection that reconnects, and the direct sink without Kafka.
+
+A publish counts only once its PUBACK arrived; a batch with any message unacknowledged raises
+MqttDeliveryError, the connection is dropped, and the next batch connects again (with the pipeline's backoff).
+The last will marks the bridge ``offline`` (retained); a fresh connection marks it ``online`` and publishes
+the JSON Schemas retained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final, Self
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from borobridge.checkpoint import Checkpoint
+from borobridge.delivery import Batch
+from borobridge.errors import MqttDeliveryError
+from borobridge.events import CloudEvent
+from borobridge.schemas import generate
+from borobridge.settings import MqttSettings, MqttTlsSettings
+from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
+from borobridge.sinks.stream import JsonLinesSink
+
+log = logging.getLogger(__name__)
+
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+
+
+class MqttPublisher:
+    """Publishes CloudEvents to one broker; an async context manager that connects lazily."""
+
+    def __init__(self, settings: MqttSettings, bridge_name: str) -> None:
+        self._settings = settings
+        self._bridge = bridge_name
+        self._client: aiomqtt.Client | None = None
+        self._status_topic = settings.topics.status.format(bridge=bridge_name)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            try:
+                await self._client.publish(self._status_topic, OFFLINE, qos=1, retain=True, timeout=2)
+            except aiomqtt.MqttError as exc:
+                log.info("could not mark the bridge offline on MQTT: %s", exc)
+            await self._disconnect()
+
+    async def publish(self, events: Sequence[CloudEvent]) -> None:
+        """Publish every event (and its retained state) and wait for all PUBACKs."""
+        messages = [message for event in events for message in event_messages(event, self._settings)]
+        await self.publish_messages(messages)
+
+    async def publish_messages(self, messages: Sequence[MqttMessage]) -> None:
+        """Publish in order, acknowledged all or raise MqttDeliveryError."""
+        if not messages:
+            return
+        client = await self._connected()
+        results = await asyncio.gather(*(self._publish(client, m) for m in messages), return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            await self._disconnect()
+            raise MqttDeliveryError(
+                f"MQTT broker {self._address()} did not acknowledge {len(failures)} of {len(messages)} messages: "
+                f"{failures[0]}"
+            ) from failures[0]
+
+    async def _publish(self, client: aiomqtt.Client, message: MqttMessage) -> None:
+        await client.publish(
+            message.topic,
+            message.payload,
+            qos=1,
+            retain=message.retain,
+            properties=_properties(message) if self._settings.protocol == "mqttv5" else None,
+            timeout=self._settings.publish_timeout,
+        )
+
+    async def _connected(self) -> aiomqtt.Client:
+        if self._client is not None:
+            return self._client
+        client = self._new_client()
+        try:
+            await client.__aenter__()
+            await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
+            await self._publish_schemas(client)
+        except aiomqtt.MqttError as exc:
+            raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {exc}") from exc
+        log.info("connected to MQTT broker %s", self._address())
+        self._client = client
+        return client
+
+    async def _publish_schemas(self, client: aiomqtt.Client) -> None:
+        for name, content in generate().items():
+            topic = self._settings.topics.schemas.format(name=name.removesuffix(".json"))
+            await client.publish(topic, content, qos=1, retain=True)
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.__aexit__(None, None, None)
+            except aiomqtt.MqttError as exc:
+                log.debug("MQTT disconnect failed: %s", exc)
+
+    def _new_client(self) -> aiomqtt.Client:
+        settings = self._settings
+        v5 = settings.protocol == "mqttv5"
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password.reveal() if settings.password else None,
+            identifier=settings.client_id or f"borobridge-{self._bridge}",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self._status_topic, OFFLINE, qos=1, retain=True),
+            keepalive=settings.keepalive,
+            timeout=settings.publish_timeout,
+            max_inflight_messages=settings.max_inflight,
+            tls_context=_tls_context(settings.tls) if settings.tls else None,
+        )
+
+    def _address(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+
+class MqttDirectSink:
+    """Without Kafka: publish to MQTT first, then write JSON lines and commit the local cursor."""
+
+    def __init__(self, publisher: MqttPublisher, inner: JsonLinesSink) -> None:
+        self._publisher = publisher
+        self._inner = inner
+
+    async def restore(self) -> dict[str, Checkpoint]:
+        """The local cursor file's checkpoints."""
+        return await self._inner.restore()
+
+    async def deliver(self, batch: Batch) -> None:
+        """Every PUBACK first; only then the cursor may move."""
+        await self._publisher.publish(batch.events)
+        await self._inner.deliver(batch)
+
+
+def _properties(message: MqttMessage) -> Properties:
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    if message.content_type is not None:
+        properties.ContentType = message.content_type
+    if message.user_properties:
+        properties.UserProperty = list(message.user_properties)
+    return properties
+
+
+def _tls_context(tls: MqttTlsSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
