@@ -56,7 +56,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
             BoroClient(http, settings.boro, url=url),
             sink,
             settings,
-            server_name=_server_name(settings, url),
+            server_name=server_name(settings, url),
             metrics=metrics,
         )
         await pipeline.restore(keep_cursors=bool(settings.boro.url))
@@ -108,7 +108,8 @@ def _output_path(settings: Settings) -> Path | None:
     return Path(settings.output.path) if settings.output.path else None
 
 
-def _server_name(settings: Settings, url: str) -> str:
+def server_name(settings: Settings, url: str) -> str:
+    """The Boro server's name in CloudEvent sources: configured, else the URL's host, else the simulator."""
     if settings.boro.server_name:
         return settings.boro.server_name
     return urlsplit(url).netloc if settings.boro.url else SIMULATOR_NAME

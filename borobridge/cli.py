@@ -1,9 +1,11 @@
-"""The ``borobridge`` command: run, simulate, check-config, schemas."""
+"""The ``borobridge`` command: run, simulate, check-config, schemas, tail, replay."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
@@ -14,7 +16,7 @@ import yaml
 from borobridge import __version__
 from borobridge.errors import BridgeError, ConfigError
 from borobridge.logs import configure_logging
-from borobridge.settings import LoggingSettings, Settings, load_settings, settings_to_builtins
+from borobridge.settings import KafkaSettings, LoggingSettings, Settings, load_settings, settings_to_builtins
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -56,6 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file and print it, secrets masked")
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_check_config)
+
+    tail = commands.add_parser("tail", help="follow the committed alarm events in Kafka")
+    tail.add_argument("--config", type=Path, help="YAML configuration file with a kafka section")
+    tail.add_argument("--project", help="only this project id")
+    tail.add_argument("--task", help="only this task id")
+    tail.add_argument("--level", choices=["ok", "warning", "error", "major", "fatal"], help="only this severity")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
+    tail.add_argument("--max", type=int, help="stop after this many events")
+    tail.add_argument("--idle-exit", type=float, help="stop after this many seconds without events")
+    tail.set_defaults(handler=_tail)
+
+    replay = commands.add_parser("replay", help="re-emit a past period from Boro into Kafka (same event ids)")
+    replay.add_argument("--config", type=Path, help="YAML configuration file with boro and kafka sections")
+    replay.add_argument("--since", required=True, type=_moment, help="start, RFC 3339 or Unix time")
+    replay.add_argument("--until", type=_moment, help="end, RFC 3339 or Unix time (default: now)")
+    replay.set_defaults(handler=_replay)
 
     schemas = commands.add_parser("schemas", help="write the JSON Schemas into a directory")
     schemas.add_argument("--out", type=Path, default=Path("schemas"))
@@ -99,6 +117,54 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from borobridge.tail import TailFilter, tail  # noqa: PLC0415 - only this command needs Kafka here
+
+    kafka = _kafka_settings(args)
+    chosen = TailFilter(project=args.project, task=args.task, level=args.level)
+    run = tail(kafka, chosen, from_beginning=args.from_beginning, limit=args.max, idle_exit=args.idle_exit)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from borobridge.app import server_name  # noqa: PLC0415 - only this command needs the bridge
+    from borobridge.replay import ReplayProgress, replay  # noqa: PLC0415
+
+    settings = _load(args)
+    _kafka_settings(args)
+    configure_logging(settings.logging)
+
+    def show(progress: ReplayProgress) -> None:
+        if sys.stderr.isatty():
+            when = dt.datetime.fromtimestamp(progress.reached, dt.UTC).isoformat(timespec="seconds")
+            print(f"\rproject {progress.project_id}: up to {when}, {progress.events} events", end="", file=sys.stderr)
+
+    sent = asyncio.run(
+        replay(settings, args.since, args.until, server_name=server_name(settings, settings.boro.url), progress=show)
+    )
+    print(f"\nreplayed {sent} events" if sys.stderr.isatty() else f"replayed {sent} events", file=sys.stderr)
+    return 0
+
+
+def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    settings = _load(args)
+    if settings.kafka is None:
+        raise ConfigError(["kafka: this command reads Kafka; set kafka.bootstrap_servers"])
+    return settings.kafka
+
+
+def _moment(text: str) -> int:
+    """An RFC 3339 time or a Unix time, as Unix seconds."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time or Unix seconds, got {text!r}") from exc
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -26,9 +26,11 @@ class BackfillStep:
     resume_from: int | None
 
 
-async def backfill(client: BoroClient, base: AlarmQuery, start: int, now: int) -> AsyncIterator[BackfillStep]:
-    """Every record whose ``updated_at`` is at or after ``start``, oldest windows first."""
-    windows: list[tuple[int, int | None]] = [(max(1, start), None)]
+async def backfill(
+    client: BoroClient, base: AlarmQuery, start: int, now: int, end: int | None = None
+) -> AsyncIterator[BackfillStep]:
+    """Every record whose ``updated_at`` is at or after ``start`` (and up to ``end``), oldest windows first."""
+    windows: list[tuple[int, int | None]] = [(max(1, start), end)]
     while windows:
         low, high = windows.pop()
         page = await _one(client, replace(base, period_from=low, period_to=high, page=1, update_token=None))

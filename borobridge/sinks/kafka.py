@@ -48,11 +48,15 @@ def transactional_id(bridge_name: str) -> str:
 
 
 class KafkaSink:
-    """The committer for Kafka; an async context manager that owns its producer and admin client."""
+    """The committer for Kafka; an async context manager that owns its producer and admin client.
 
-    def __init__(self, settings: KafkaSettings, bridge_name: str) -> None:
+    ``keeps_state=False`` (replays) writes events and dead letters only, never the active table.
+    """
+
+    def __init__(self, settings: KafkaSettings, bridge_name: str, *, keeps_state: bool = True) -> None:
         self._settings = settings
         self._name = bridge_name
+        self._keeps_state = keeps_state
         self._options = connection_options(settings)
         self._admin: Any = None
         self._producer: Any = None
@@ -213,7 +217,7 @@ class KafkaSink:
             value, headers = self._encode(event)
             key = event.key.encode()
             records.append((topics.events.format(project_id=event.attributes["project"]), key, value, headers))
-            if not event.attributes["id"].endswith("-event"):
+            if self._keeps_state and not event.attributes["id"].endswith("-event"):
                 records.append(self._active_record(event, value, headers))
         records += [_dead_letter_record(topics.dead_letters, letter) for letter in batch.dead_letters]
         return records
