@@ -24,7 +24,7 @@ from borobridge.errors import BoroError, BridgeError
 from borobridge.events import CloudEvent, EventFactory
 from borobridge.metrics import Metrics
 from borobridge.settings import FirstStartSettings, Settings
-from borobridge.streams import Stream, open_stream
+from borobridge.streams import Stream, open_stream, stream_id
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +106,17 @@ class Pipeline:
     def _ensure_streams(self, project_ids: Iterable[int]) -> None:
         for project_id in project_ids:
             if project_id not in self._streams:
-                stream = open_stream(self._server, project_id, self._settings.boro, None)
-                saved = self._saved.get(stream.id)
-                if saved is not None:
-                    stream = open_stream(self._server, project_id, self._settings.boro, saved)
+                saved = self._saved.get(stream_id(self._server, project_id, self._settings.boro))
+                stream = open_stream(self._server, project_id, self._settings.boro, saved)
                 self._streams[project_id] = stream
                 log.info("stream %s opened at token %s", stream.id, stream.token)
 
     async def _poll_tokens(self, streams: list[Stream]) -> None:
-        failures: list[BoroError] = []
         async with aclosing(self._client.drain([stream.query for stream in streams])) as rounds:
             async for round_ in rounds:
-                failures += await self._deliver_round(round_)
-        if failures and len(failures) >= len(streams):
-            raise failures[0]
+                failures = await self._deliver_round(round_)
+                if failures and len(failures) == len(round_):
+                    raise failures[0]  # Boro failed every stream: back off
 
     async def _deliver_round(self, round_: Round) -> list[BoroError]:
         batch = Batch()
