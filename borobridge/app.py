@@ -28,6 +28,7 @@ from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
+from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings
@@ -47,27 +48,46 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run the bridge until ``stop`` is set or a signal arrives."""
     stop = stop or asyncio.Event()
     async with AsyncExitStack() as stack:
+        metrics = Metrics()
+        health = Health(poll_interval=settings.boro.poll_interval)
+        if settings.health.enabled:
+            await _serve_health(settings, health, metrics, stack)
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
         http = await stack.enter_async_context(httpx.AsyncClient())
-        metrics = Metrics()
         publisher = await _mqtt_publisher(settings, stack)
-        sink = await _committer(settings, stack, publisher)
+        sink = ReportingCommitter(await _committer(settings, stack, publisher), health, _sink_name(settings))
         pipeline = Pipeline(
             BoroClient(http, settings.boro, url=url),
             sink,
             settings,
             server_name=server_name(settings, url),
             metrics=metrics,
+            health=health,
         )
         await pipeline.restore(keep_cursors=bool(settings.boro.url))
+        health.mark_restored()
         _install_signal_handlers(stop)
         async with asyncio.TaskGroup() as tasks:
             poll = tasks.create_task(pipeline.run(stop), name="poll")
             if settings.kafka is not None and publisher is not None:
-                relay = MqttRelay(settings.kafka, publisher, settings.name, metrics, _backoff(settings))
+                relay = MqttRelay(
+                    settings.kafka, publisher, settings.name, metrics=metrics, backoff=_backoff(settings), health=health
+                )
                 tasks.create_task(relay.run(stop), name="mqtt-relay")
             tasks.create_task(_cancel_after_grace(stop, poll), name="shutdown-guard")
     log.info("borobridge stopped")
+
+
+async def _serve_health(settings: Settings, health: Health, metrics: Metrics, stack: AsyncExitStack) -> None:
+    options = settings.health
+    url = await stack.enter_async_context(serve_health(health, metrics.registry, options.host, options.port))
+    log.info("serving /livez, /readyz and /metrics on %s", url)
+
+
+def _sink_name(settings: Settings) -> str:
+    if settings.kafka is not None:
+        return "kafka"
+    return "mqtt" if settings.mqtt is not None else "output"
 
 
 async def _committer(settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None) -> Committer:

@@ -22,6 +22,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer, DeadLetter
 from borobridge.errors import BoroError, BridgeError
 from borobridge.events import CloudEvent, EventFactory
+from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.settings import FirstStartSettings, Settings
 from borobridge.streams import Stream, open_stream, stream_id
@@ -42,6 +43,7 @@ class Pipeline:
         *,
         server_name: str,
         metrics: Metrics | None = None,
+        health: Health | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -50,12 +52,12 @@ class Pipeline:
         self._server = server_name
         self._factory = EventFactory(server_name)
         self._metrics = metrics or Metrics()
+        self._health = health or Health(poll_interval=settings.boro.poll_interval)
         self._clock = clock
         self._saved: dict[str, Checkpoint] = {}
         self._streams: dict[int, Stream] = {}
         self._next_discovery = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
-        self.last_progress = clock()
 
     @property
     def streams(self) -> list[Stream]:
@@ -78,16 +80,19 @@ class Pipeline:
         except BridgeError as error:
             if not error.retriable:
                 raise
+            if isinstance(error, BoroError):
+                self._health.boro_failed(str(error))
             return self._failed(error)
+        self._health.boro_succeeded()
         self._metrics.poll_seconds.observe(self._clock() - started)
         self._backoff.reset()
-        self.last_progress = self._clock()
         return self._settings.boro.poll_interval
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; the cycle in flight always finishes and commits."""
         while not stop.is_set():
             delay = await self.poll_once()
+            self._health.progress()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
@@ -159,6 +164,7 @@ class Pipeline:
             for stream in touched:
                 stream.memory.rollback()
             raise
+        self._health.progress()
         self._metrics.publish_seconds.observe(self._clock() - started)
         self._metrics.dead_letters.inc(len(batch.dead_letters))
         by_id = {checkpoint.stream: checkpoint for checkpoint in batch.checkpoints}
@@ -246,7 +252,7 @@ class Pipeline:
     def _failed(self, error: BridgeError) -> float:
         retry_after = getattr(error, "retry_after", None)
         delay = self._backoff.next_delay(retry_after)
-        log.warning("Boro poll failed (%s); next attempt in %.1f s", error, delay)
+        log.warning("poll cycle failed (%s); next attempt in %.1f s", error, delay)
         return max(delay, 0.0)
 
 

@@ -1,8 +1,8 @@
 """The Boro simulator behind real HTTP (an ASGI app served by uvicorn in-process) or an httpx mock transport.
 
 ``serve_simulator`` is for tests and the embedded default: it binds a loopback port (0 = any free port), yields
-the endpoint URL and stops the server on exit. uvicorn installs no signal handlers here and configures no logging;
-its own loggers are set to WARNING. ``run_simulator`` is what ``borobridge simulate`` runs until cancelled.
+the endpoint URL and stops the server on exit (served by :func:`borobridge.asgi_server.serve_asgi`: no signal
+handlers, no logging set-up). ``run_simulator`` is what ``borobridge simulate`` runs until cancelled.
 """
 
 from __future__ import annotations
@@ -10,23 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
-import uvicorn
 
+from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Simulator, TokenMode
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-STARTUP_TIMEOUT = 10.0
 
 
 class SimulatorApp:
@@ -82,56 +73,10 @@ def as_mock_transport_handler(sim: Simulator) -> Callable[[httpx.Request], httpx
     return handler
 
 
-class _InProcessServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host program."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _endpoint_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{ENDPOINT_PATH}"
-
-
-async def _wait_started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
-    async with asyncio.timeout(STARTUP_TIMEOUT):
-        while not server.started:
-            if serving.done():
-                raise RuntimeError("the simulator's HTTP server stopped while starting") from serving.exception()
-            await asyncio.sleep(0.01)
-
-
 async def _advance_forever(sim: Simulator, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         sim.advance()
-
-
-def _server_config(sim: Simulator) -> uvicorn.Config:
-    return uvicorn.Config(
-        SimulatorApp(sim),
-        lifespan="off",
-        ws="none",
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -142,20 +87,16 @@ async def serve_simulator(
 
     With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving.
     """
-    server = _InProcessServer(_server_config(sim))
-    with contextlib.closing(_bind(host, port)) as sock:
+    async with serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http") as base_url:
+        if advance_every is None:
+            yield base_url + ENDPOINT_PATH
+            return
         async with asyncio.TaskGroup() as tasks:
-            serving = tasks.create_task(server.serve(sockets=[sock]), name="boro-simulator-http")
-            advancing = None
+            advancing = tasks.create_task(_advance_forever(sim, advance_every), name="boro-simulator-advance")
             try:
-                await _wait_started(server, serving)
-                if advance_every is not None:
-                    advancing = tasks.create_task(_advance_forever(sim, advance_every), name="boro-simulator-advance")
-                yield _endpoint_url(sock)
+                yield base_url + ENDPOINT_PATH
             finally:
-                if advancing is not None:
-                    advancing.cancel()
-                server.should_exit = True
+                advancing.cancel()
 
 
 async def run_simulator(

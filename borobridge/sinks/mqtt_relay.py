@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from borobridge.backoff import Backoff
 from borobridge.errors import MqttDeliveryError
 from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_connection import connection_options
@@ -47,13 +48,21 @@ class MqttRelay:
     """Consumes the committed events topics and republishes them over MQTT."""
 
     def __init__(
-        self, kafka: KafkaSettings, publisher: MqttPublisher, bridge_name: str, metrics: Metrics, backoff: Backoff
+        self,
+        kafka: KafkaSettings,
+        publisher: MqttPublisher,
+        bridge_name: str,
+        *,
+        metrics: Metrics,
+        backoff: Backoff,
+        health: Health | None = None,
     ) -> None:
         self._kafka = kafka
         self._publisher = publisher
         self._group = relay_group(bridge_name)
         self._metrics = metrics
         self._backoff = backoff
+        self._health = health or Health()
         self.relayed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,12 +107,14 @@ class MqttRelay:
                 await self._publisher.publish(events)
             except MqttDeliveryError as error:
                 self._metrics.errors.labels(error.kind).inc()
+                self._health.sink_failed("mqtt", str(error))
                 delay = self._backoff.next_delay()
                 log.warning("MQTT relay: %s; retrying %d events in %.1f s", error, len(events), delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 continue
             self._backoff.reset()
+            self._health.sink_succeeded("mqtt")
             return True
         return False
 

@@ -1,0 +1,87 @@
+"""Serve an ASGI application with uvicorn inside the running program.
+
+The host program keeps its own signal handlers and logging: uvicorn installs neither, and its loggers stay at
+WARNING. Port 0 binds any free port; the base URL yielded names the port actually bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
+from typing import Any, Final
+
+import uvicorn
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+STARTUP_TIMEOUT: Final = 10.0
+
+
+class _InProcessServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host program."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` while the block runs; yields ``http://host:port`` as bound.
+
+    ``name`` names the serving task and appears in the error raised when the server fails to start.
+    """
+    server = _InProcessServer(_config(app))
+    with contextlib.closing(_bind(host, port)) as sock:
+        async with asyncio.TaskGroup() as tasks:
+            serving = tasks.create_task(server.serve(sockets=[sock]), name=name)
+            try:
+                await _wait_started(server, serving, name)
+                yield base_url(sock)
+            finally:
+                server.should_exit = True
+
+
+def base_url(sock: socket.socket) -> str:
+    """``http://host:port`` of a bound socket, with IPv6 hosts in brackets."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _config(app: ASGIApp) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        ws="none",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _wait_started(server: uvicorn.Server, serving: asyncio.Task[None], name: str) -> None:
+    async with asyncio.timeout(STARTUP_TIMEOUT):
+        while not server.started:
+            if serving.done():
+                raise RuntimeError(f"the HTTP server {name} stopped while starting") from serving.exception()
+            await asyncio.sleep(0.01)

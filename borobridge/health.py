@@ -1,0 +1,249 @@
+"""Liveness, readiness and metrics: the state the bridge reports, and the HTTP listener that serves it.
+
+:class:`Health` is plain state with an injected clock; the poll loop and the sinks tell it how things went.
+
+- **Live** while the poll loop completes cycles (failed ones count: the loop is turning) at most ``stall_after``
+  seconds apart. A bridge that is not live is stuck and should be restarted.
+- **Ready** once the cursors are restored, while Boro polls succeed (failures younger than ``boro_grace`` are
+  tolerated) and every expected sink acknowledged its last delivery (failures younger than ``sink_bound`` are
+  tolerated; a sink that never answered gets ``sink_bound`` from its registration). The reason says what is wrong.
+
+:func:`serve_health` serves ``GET /livez``, ``GET /readyz`` (200, or 503 with the reason as text) and
+``GET /metrics`` (Prometheus text format, or OpenMetrics when the scraper asks for it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
+from borobridge.checkpoint import Checkpoint
+from borobridge.delivery import Batch, Committer
+from borobridge.errors import BridgeError, ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_POLL_INTERVAL: Final = 2.0
+TEXT: Final = b"text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Failing:
+    """A run of failures: when it began, and the latest reason."""
+
+    since: float
+    reason: str
+
+
+@dataclass(slots=True)
+class _Sink:
+    registered_at: float
+    acknowledged: bool = False
+    failing: Failing | None = None
+
+
+class Health:
+    """What /livez and /readyz report, updated by the poll loop and the sinks."""
+
+    def __init__(
+        self,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        stall_after: float | None = None,
+        boro_grace: float | None = None,
+        sink_bound: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stall_after = stall_after if stall_after is not None else max(60.0, 10 * poll_interval)
+        self.boro_grace = boro_grace if boro_grace is not None else max(30.0, 5 * poll_interval)
+        self.sink_bound = sink_bound if sink_bound is not None else max(60.0, 10 * poll_interval)
+        self._clock = clock
+        self._last_progress = clock()
+        self._restored = False
+        self._boro_ok = False
+        self._boro_failing: Failing | None = None
+        self._sinks: dict[str, _Sink] = {}
+
+    def mark_restored(self) -> None:
+        """The cursors are restored; polling starts (this counts as progress)."""
+        self._restored = True
+        self.progress()
+
+    def progress(self) -> None:
+        """The poll loop completed a cycle, successful or not."""
+        self._last_progress = self._clock()
+
+    def boro_succeeded(self) -> None:
+        """A poll cycle read Boro successfully."""
+        self._boro_ok = True
+        self._boro_failing = None
+
+    def boro_failed(self, reason: str) -> None:
+        """A poll cycle could not read Boro."""
+        self._boro_failing = _continue(self._boro_failing, self._clock(), reason)
+
+    def expect_sink(self, name: str) -> None:
+        """Readiness from now on depends on sink ``name`` acknowledging its deliveries."""
+        self._sinks.setdefault(name, _Sink(registered_at=self._clock()))
+
+    def sink_succeeded(self, name: str) -> None:
+        """Sink ``name`` acknowledged a delivery (or its restore)."""
+        sink = self._sink(name)
+        sink.acknowledged = True
+        sink.failing = None
+
+    def sink_failed(self, name: str, reason: str) -> None:
+        """Sink ``name`` could not deliver."""
+        sink = self._sink(name)
+        sink.failing = _continue(sink.failing, self._clock(), reason)
+
+    def liveness(self) -> tuple[bool, str]:
+        """``(True, "ok")``, or ``False`` with how long the poll loop has been stuck."""
+        idle = self._clock() - self._last_progress
+        if idle <= self.stall_after:
+            return True, "ok"
+        return False, f"the poll loop made no progress for {idle:.0f} s (limit {self.stall_after:.0f} s)"
+
+    def readiness(self) -> tuple[bool, str]:
+        """``(True, "ok")``, or ``False`` with every problem found, separated by ``; ``."""
+        if not self._restored:
+            return False, "restoring the stream cursors"
+        problems = [*self._boro_problems(), *self._sink_problems()]
+        return (False, "; ".join(problems)) if problems else (True, "ok")
+
+    def _boro_problems(self) -> list[str]:
+        failing = self._boro_failing
+        if failing is not None and (not self._boro_ok or self._age(failing) > self.boro_grace):
+            return [f"Boro polls failing for {self._age(failing):.0f} s: {failing.reason}"]
+        if not self._boro_ok:
+            return ["waiting for the first successful Boro poll"]
+        return []
+
+    def _sink_problems(self) -> list[str]:
+        problems = [self._sink_problem(name, sink) for name, sink in self._sinks.items()]
+        return [problem for problem in problems if problem is not None]
+
+    def _sink_problem(self, name: str, sink: _Sink) -> str | None:
+        if sink.failing is not None and self._age(sink.failing) > self.sink_bound:
+            return f"sink {name} failing for {self._age(sink.failing):.0f} s: {sink.failing.reason}"
+        waited = self._clock() - sink.registered_at
+        if not sink.acknowledged and waited > self.sink_bound:
+            return f"sink {name} has acknowledged nothing in {waited:.0f} s"
+        return None
+
+    def _sink(self, name: str) -> _Sink:
+        self.expect_sink(name)
+        return self._sinks[name]
+
+    def _age(self, failing: Failing) -> float:
+        return self._clock() - failing.since
+
+
+def _continue(failing: Failing | None, now: float, reason: str) -> Failing:
+    """The run of failures goes on (or starts now), with the latest reason."""
+    return Failing(since=failing.since if failing is not None else now, reason=reason)
+
+
+class ReportingCommitter:
+    """Wraps a committer and tells :class:`Health` how each restore and delivery of sink ``name`` went."""
+
+    def __init__(self, committer: Committer, health: Health, name: str) -> None:
+        self._committer = committer
+        self._health = health
+        self._name = name
+        health.expect_sink(name)
+
+    async def restore(self) -> dict[str, Checkpoint]:
+        """The wrapped committer's checkpoints."""
+        return await self._report(self._committer.restore())
+
+    async def deliver(self, batch: Batch) -> None:
+        """Deliver through the wrapped committer."""
+        await self._report(self._committer.deliver(batch))
+
+    async def _report(self, work: Awaitable[T]) -> T:
+        try:
+            result = await work
+        except BridgeError as error:
+            self._health.sink_failed(self._name, str(error))
+            raise
+        self._health.sink_succeeded(self._name)
+        return result
+
+
+# ---- the HTTP side --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What the health app answers."""
+
+    status: int
+    body: bytes
+    content_type: bytes = TEXT
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class HealthApp:
+    """ASGI application: ``GET /livez``, ``GET /readyz``, ``GET /metrics``; 404 elsewhere, 405 for other methods."""
+
+    def __init__(self, health: Health, registry: CollectorRegistry) -> None:
+        self._health = health
+        self._registry = registry
+        self._routes: dict[str, Callable[[Scope], Response]] = {
+            "/livez": lambda _: _probe(health.liveness()),
+            "/readyz": lambda _: _probe(health.readiness()),
+            "/metrics": self._metrics,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        response = self.respond(scope)
+        headers = [(b"content-type", response.content_type), (b"cache-control", b"no-store"), *response.headers]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    def respond(self, scope: Scope) -> Response:
+        """The response to one request scope."""
+        route = self._routes.get(scope["path"])
+        if route is None:
+            return Response(404, b"not found; try /livez, /readyz or /metrics\n")
+        if scope["method"] != "GET":
+            return Response(405, b"method not allowed; use GET\n", headers=((b"allow", b"GET"),))
+        return route(scope)
+
+    def _metrics(self, scope: Scope) -> Response:
+        encode, content_type = choose_encoder(_header(scope, b"accept"))
+        return Response(200, encode(self._registry), content_type.encode("latin-1"))
+
+
+def _probe(verdict: tuple[bool, str]) -> Response:
+    healthy, reason = verdict
+    return Response(200 if healthy else 503, reason.encode() + b"\n")
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
+    return ", ".join(values)
+
+
+@contextlib.asynccontextmanager
+async def serve_health(health: Health, registry: CollectorRegistry, host: str, port: int) -> AsyncIterator[str]:
+    """Serve /livez, /readyz and /metrics on ``host:port`` (0: any free port) while the block runs.
+
+    Yields the base URL; a port that cannot be bound is a :class:`~borobridge.errors.ConfigError` on ``health``.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            url = await stack.enter_async_context(serve_asgi(HealthApp(health, registry), host, port, name="health"))
+        except OSError as exc:
+            raise ConfigError([f"health.port: cannot listen on {host}:{port} ({exc.strerror or exc})"]) from exc
+        yield url
