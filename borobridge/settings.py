@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 import yaml
 
+from borobridge.boro.hmac_auth import decode_key
 from borobridge.errors import ConfigError
 from borobridge.secret import MASK, Secret
 from borobridge.settings_validation import collect_errors, convert_hooks
@@ -291,10 +292,17 @@ def _read_secret_files(node: dict[str, Any], errors: list[str], path: str = "") 
 
 
 def _cross_field_errors(raw: dict[str, Any]) -> list[str]:
+    errors = []
     first_start = raw.get("first_start")
     if isinstance(first_start, dict) and first_start.get("mode") == "since" and not first_start.get("since"):
-        return ["first_start.since: required when first_start.mode is 'since' (an RFC 3339 time)"]
-    return []
+        errors.append("first_start.since: required when first_start.mode is 'since' (an RFC 3339 time)")
+    hmac = raw.get("boro", {}).get("hmac") if isinstance(raw.get("boro"), dict) else None
+    if isinstance(hmac, dict) and isinstance(hmac.get("key"), str | int):
+        try:
+            decode_key(str(hmac["key"]))
+        except ValueError as exc:
+            errors.append(f"boro.hmac.key: {exc}")
+    return errors
 
 
 def mask(value: object) -> str:

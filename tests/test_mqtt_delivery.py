@@ -266,7 +266,7 @@ async def test_relay_outage_never_blocks_kafka_and_loses_nothing(
         kafka_bridge(url, kafka_config, prefix) as pipeline,
         MqttPublisher(mqtt_settings(mosquitto), prefix) as publisher,
     ):
-        relay = MqttRelay(kafka_config, publisher, prefix, Metrics(), Backoff(0.05, 0.5))
+        relay = MqttRelay(kafka_config, publisher, prefix, metrics=Metrics(), backoff=Backoff(0.05, 0.5))
         relaying = asyncio.create_task(relay.run(stop))
         await pipeline.poll_once()
         await wait_for(lambda: len(subscriber.events()) >= len(expected_ids(sim)), seconds=30)

@@ -63,12 +63,12 @@ def test_since_mode_requires_a_time(tmp_path: Path) -> None:
 
 def test_secret_from_a_file_is_read_and_masked(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
-    key_file.write_text("s3cr3t-key\n", encoding="utf-8")
+    key_file.write_text("c2VjcmV0LWtleS1mb3ItYm9ybw==\n", encoding="utf-8")
     path = write(tmp_path, f"boro:\n  hmac:\n    key_file: {key_file}\n")
     settings = load_settings(path, {})
     assert settings.boro.hmac is not None
-    assert settings.boro.hmac.key == Secret("s3cr3t-key")
-    assert "s3cr3t" not in repr(settings)
+    assert settings.boro.hmac.key == Secret("c2VjcmV0LWtleS1mb3ItYm9ybw==")
+    assert "c2VjcmV0" not in repr(settings)
 
 
 def test_secret_from_the_environment_stays_a_string() -> None:
@@ -85,10 +85,10 @@ def test_unreadable_secret_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_check_config_prints_masked_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, "boro:\n  url: http://boro.example/ctrl_api/v1/json\n  hmac:\n    key: hunter2\n")
+    path = write(tmp_path, "boro:\n  url: http://boro.example/ctrl_api/v1/json\n  hmac:\n    key: aHVudGVyMg==\n")
     assert main(["check-config", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "hunter2" not in printed
+    assert "aHVudGVyMg" not in printed
     assert "key: '**********'" in printed
     assert "url: http://boro.example/ctrl_api/v1/json" in printed
 
@@ -97,6 +97,12 @@ def test_check_config_lists_errors_and_fails(tmp_path: Path, capsys: pytest.Capt
     path = write(tmp_path, "boro:\n  poll_interval: fast\n")
     assert main(["check-config", str(path)]) == 2
     assert 'boro.poll_interval: expected a number, got "fast"' in capsys.readouterr().err
+
+
+def test_an_hmac_key_that_is_neither_hex_nor_base64_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"BOROBRIDGE_BORO__HMAC__KEY": "not a key!"})
+    assert caught.value.errors == ["boro.hmac.key: the API key is neither 64 hex characters nor valid base64"]
 
 
 def test_not_a_mapping_is_refused(tmp_path: Path) -> None:

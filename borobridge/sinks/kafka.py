@@ -144,9 +144,9 @@ class KafkaSink:
         await self._publish_schemas(await self._ready_producer())
 
     async def _stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self._discard_producer()
+        if _abandoned:  # work given up on may end now that the broker answers again; let it close its connections
+            await asyncio.wait(list(_abandoned), timeout=STOP_TIMEOUT)
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
