@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Faults, Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
+from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.sinks.stream import JsonLinesSink
@@ -90,13 +92,15 @@ async def catch_up(pipeline: Pipeline, sim: Simulator, output: Path, since: int 
 
 
 @contextlib.asynccontextmanager
-async def bridge(url: str, tmp_path: Path, **overrides: str) -> AsyncIterator[Pipeline]:
+async def bridge(
+    url: str, tmp_path: Path, metrics: Metrics | None = None, *, overrides: dict[str, str] | None = None
+) -> AsyncIterator[Pipeline]:
     """A restored pipeline writing JSON lines into ``tmp_path``, closed afterwards."""
-    settings = bridge_settings(url, tmp_path, **overrides)
+    settings = bridge_settings(url, tmp_path, **(overrides or {}))
     assert settings.output.path is not None
     sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), Path(settings.output.path))
     async with httpx.AsyncClient() as http:
-        pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test")
+        pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test", metrics=metrics)
         try:
             await pipeline.restore()
             yield pipeline
@@ -119,9 +123,34 @@ async def test_every_change_once_in_order_with_every_fault(tmp_path: Path, token
     assert_valid_against_schemas(events)
 
 
+async def test_metrics_count_what_the_scenario_produced(tmp_path: Path) -> None:
+    sim = simulator_with_history(10, seed=13, projects=2, rate_per_second=20)
+    metrics = Metrics()
+    async with serve_simulator(sim) as url, bridge(url, tmp_path, metrics) as pipeline:
+        await catch_up(pipeline, sim, tmp_path / "events.jsonl", seconds=20)
+        sim.faults = Faults(error_item=1.0)
+        await pipeline.poll_once()
+    events = read_events(tmp_path / "events.jsonl")
+    registry = metrics.registry
+    by_kind = Counter((e["data"]["transition"], e["severity"], e["triggergroup"]) for e in events)
+    for (transition, level, group), count in by_kind.items():
+        labels = {"transition": transition, "level": level, "group": group}
+        assert registry.get_sample_value("borobridge_transitions_total", labels) == count
+    active = sum(1 for r in sim.records() if r.alarm.get("active") is True)
+    assert registry.get_sample_value("borobridge_active_alarms") == active
+    assert registry.get_sample_value("borobridge_errors_total", {"kind": "boro_reply"}) == 2
+    assert registry.get_sample_value("borobridge_polls_total", {"outcome": "error"}) == 2
+    assert (registry.get_sample_value("borobridge_records_total") or 0) >= len(sim.records())
+    for stream in pipeline.streams:
+        assert registry.get_sample_value("borobridge_cursor_commit_timestamp_seconds", {"stream": stream.id})
+
+
 async def test_cursor_stays_while_boro_fails(tmp_path: Path) -> None:
     sim = simulator_with_history(5, seed=3, rate_per_second=20)
-    async with serve_simulator(sim) as url, bridge(url, tmp_path, BOROBRIDGE_FIRST_START__MODE="now") as pipeline:
+    async with (
+        serve_simulator(sim) as url,
+        bridge(url, tmp_path, overrides={"BOROBRIDGE_FIRST_START__MODE": "now"}) as pipeline,
+    ):
         await pipeline.poll_once()
         tokens = [stream.token for stream in pipeline.streams]
         state = (tmp_path / "state.json").read_bytes()
@@ -142,7 +171,10 @@ async def test_first_start_now_raises_the_active_states_then_follows(tmp_path: P
     sim = simulator_with_history(60, seed=11, rate_per_second=30)
     active_at_start = {f"{r.alarm['id']}-raised" for r in sim.records() if r.alarm.get("active") is True}
     start_seq = sim.changes()[-1].seq
-    async with serve_simulator(sim) as url, bridge(url, tmp_path, BOROBRIDGE_FIRST_START__MODE="now") as pipeline:
+    async with (
+        serve_simulator(sim) as url,
+        bridge(url, tmp_path, overrides={"BOROBRIDGE_FIRST_START__MODE": "now"}) as pipeline,
+    ):
         await pipeline.poll_once()
         first = {e["id"] for e in read_events(tmp_path / "events.jsonl")}
         assert first == active_at_start
@@ -161,7 +193,7 @@ async def test_first_start_since_reads_only_the_period(tmp_path: Path) -> None:
     since = int(sim.clock()) - 40
     since_text = dt.datetime.fromtimestamp(since, dt.UTC).isoformat()
     overrides = {"BOROBRIDGE_FIRST_START__MODE": "since", "BOROBRIDGE_FIRST_START__SINCE": since_text}
-    async with serve_simulator(sim) as url, bridge(url, tmp_path, **overrides) as pipeline:
+    async with serve_simulator(sim) as url, bridge(url, tmp_path, overrides=overrides) as pipeline:
         await pipeline.poll_once()
     emitted = {e["id"] for e in read_events(tmp_path / "events.jsonl")}
     assert emitted >= expected_ids(sim, since)
