@@ -40,12 +40,8 @@ class JsonLinesSink:
         """Write the events, make them durable, then save the checkpoints with the new output length."""
         lines = b"".join(event.structured() + b"\n" for event in batch.events)
         for letter in batch.dead_letters:
-            log.warning(
-                "dead letter from stream %s: %s (record bytes %r)",
-                letter.stream,
-                letter.record.reason,
-                letter.record.raw[:200],
-            )
+            log.warning("dead letter from stream %s: %s", letter.stream, letter.record.reason)
+            log.debug("dead letter record bytes: %r", letter.record.raw)
         try:
             await asyncio.to_thread(self._write_and_commit, lines, batch.checkpoints)
         except OSError as exc:
