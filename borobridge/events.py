@@ -11,6 +11,7 @@ it falls back to the trigger time, and ``data.time_derived`` says which one was 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -83,6 +84,7 @@ class StructuredEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 _ENCODER: Final = msgspec.json.Encoder()
+_HEADER_NAMES: Final = {name: f"ce_{name}" for name in ATTRIBUTES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +105,12 @@ class CloudEvent:
 
     def kafka_binary_headers(self) -> list[tuple[str, bytes]]:
         """Kafka binary mode headers: ``ce_<attribute>`` plus ``content-type``; the value is ``data``."""
-        headers = [(f"ce_{name}", value.encode()) for name, value in self.attributes.items()]
-        headers.remove(("ce_datacontenttype", CONTENT_TYPE.encode()))
-        headers.append(("content-type", CONTENT_TYPE.encode()))
+        headers = [
+            (_HEADER_NAMES[name], value.encode())
+            for name, value in self.attributes.items()
+            if name != "datacontenttype"
+        ]
+        headers.append(("content-type", self.attributes["datacontenttype"].encode()))
         return headers
 
     def mqtt_user_properties(self) -> list[tuple[str, str]]:
@@ -128,22 +133,37 @@ def from_kafka_record(headers: Sequence[tuple[str, bytes]], value: bytes) -> Clo
     return CloudEvent({name: attributes[name] for name in ATTRIBUTES if name in attributes}, value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What every event of one transition kind shares, computed once."""
+
+    value: str
+    id_suffix: str
+    type: str
+    dataschema: str
+
+
+_KINDS: Final = {kind: _Kind(kind.value, f"-{kind.value}", event_type(kind), schema_uri(kind)) for kind in Transition}
+
+
 class EventFactory:
     """Builds the CloudEvent of each transition for one Boro server."""
 
     def __init__(self, server_name: str) -> None:
-        self._server = server_name
+        self._prefix = f"boro://{server_name}/projects/"
 
     def source(self, project_id: int, task_id: int) -> str:
         """The ``source`` of every event of one task."""
-        return f"boro://{self._server}/projects/{project_id}/tasks/{task_id}"
+        return f"{self._prefix}{project_id}/tasks/{task_id}"
 
     def build(self, transition: AlarmTransition) -> CloudEvent:
         """The CloudEvent of one transition."""
         record = transition.record
+        kind = _KINDS[transition.kind]
         duration, time, derived = _timing(transition)
+        project, task = str(record.project_id), str(record.task_id)
         data = EventData(
-            transition=transition.kind.value,
+            transition=kind.value,
             alarm=msgspec.Raw(transition.raw),
             duration_seconds=duration,
             time_derived=derived,
@@ -151,18 +171,18 @@ class EventFactory:
         )
         attributes = {
             "specversion": SPEC_VERSION,
-            "id": f"{record.id}-{transition.kind.value}",
-            "source": self.source(record.project_id, record.task_id),
-            "type": event_type(transition.kind),
+            "id": f"{record.id}{kind.id_suffix}",
+            "source": f"{self._prefix}{project}/tasks/{task}",
+            "type": kind.type,
             "subject": record.name,
             "time": time,
             "datacontenttype": CONTENT_TYPE,
-            "dataschema": schema_uri(transition.kind),
-            "partitionkey": f"{record.project_id}/{record.task_id}",
+            "dataschema": kind.dataschema,
+            "partitionkey": f"{project}/{task}",
             "severity": record.level,
             "triggergroup": record.trigger_group,
-            "project": str(record.project_id),
-            "task": str(record.task_id),
+            "project": project,
+            "task": task,
             "probe": str(record.app_id),
         }
         return CloudEvent(attributes, _ENCODER.encode(data))
@@ -170,14 +190,19 @@ class EventFactory:
 
 def _timing(transition: AlarmTransition) -> tuple[float | None, str, bool]:
     record = transition.record
-    start = float(record.trigger_time)
     if transition.kind is not Transition.CLEARED:
-        return None, _rfc3339(start), False
+        return None, _whole_second(record.trigger_time), False
     info = record.info
     if info.time is None or info.time_end is None:
-        return None, _rfc3339(start), False
+        return None, _whole_second(record.trigger_time), False
     duration = max(0.0, info.time_end - info.time)
-    return duration, _rfc3339(start + duration), True
+    return duration, _rfc3339(record.trigger_time + duration), True
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_second(unix: int) -> str:
+    """Trigger times are whole seconds, and many events share one: formatted once each."""
+    return _rfc3339(unix)
 
 
 def _rfc3339(unix: float) -> str:

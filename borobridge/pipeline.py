@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
@@ -148,11 +149,7 @@ class Pipeline:
         batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in page.rejected]
 
     def _events(self, stream: Stream, records: list[DecodedRecord]) -> list[CloudEvent]:
-        transitions = stream.memory.feed(records)
-        for transition in transitions:
-            record = transition.record
-            self._metrics.transitions.labels(transition.kind.value, record.level, record.trigger_group).inc()
-        return [self._factory.build(transition) for transition in transitions]
+        return [self._factory.build(transition) for transition in stream.memory.feed(records)]
 
     async def _commit(self, batch: Batch, touched: list[Stream]) -> None:
         if not batch:
@@ -167,11 +164,21 @@ class Pipeline:
         self._health.progress()
         self._metrics.publish_seconds.observe(self._clock() - started)
         self._metrics.dead_letters.inc(len(batch.dead_letters))
+        self._count_published(batch.events)
         by_id = {checkpoint.stream: checkpoint for checkpoint in batch.checkpoints}
         for stream in touched:
             stream.advance(by_id[stream.id])
             self._metrics.cursor_commit_time.labels(stream.id).set(self._clock())
         self._metrics.active_alarms.set(sum(len(s.memory.active) for s in self._streams.values()))
+
+    def _count_published(self, events: list[CloudEvent]) -> None:
+        """Count delivered transitions, once per label set rather than once per event."""
+        kinds = Counter(
+            (event.attributes["id"].rpartition("-")[2], event.attributes["severity"], event.attributes["triggergroup"])
+            for event in events
+        )
+        for (transition, level, group), count in kinds.items():
+            self._metrics.transitions.labels(transition, level, group).inc(count)
 
     async def _start_streams(self, streams: list[Stream]) -> None:
         """First start, backfill or catch-up of each stream that needs it; one stream's failure spares the rest."""
