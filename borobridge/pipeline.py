@@ -72,7 +72,11 @@ class Pipeline:
         log.info("restored %d of %d stream checkpoints", len(self._saved), len(saved))
 
     async def poll_once(self) -> float:
-        """One cycle over every stream; returns how long to wait before the next one."""
+        """One cycle over every stream; returns how long to wait before the next one.
+
+        Cycles start every ``poll_interval`` (a record waits at most one interval for its poll), or after a
+        backoff when the cycle failed.
+        """
         started = self._clock()
         try:
             await self._discover()
@@ -85,9 +89,10 @@ class Pipeline:
                 self._health.boro_failed(str(error))
             return self._failed(error)
         self._health.boro_succeeded()
-        self._metrics.poll_seconds.observe(self._clock() - started)
+        elapsed = self._clock() - started
+        self._metrics.poll_seconds.observe(elapsed)
         self._backoff.reset()
-        return self._settings.boro.poll_interval
+        return max(0.0, self._settings.boro.poll_interval - elapsed)  # cycles start every interval
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; the cycle in flight always finishes and commits."""

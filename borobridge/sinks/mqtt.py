@@ -66,7 +66,8 @@ class MqttPublisher:
         if not messages:
             return
         client = await self._connected()
-        results = await asyncio.gather(*(self._publish(client, m) for m in messages), return_exceptions=True)
+        window = asyncio.Semaphore(self._settings.max_inflight)
+        results = await asyncio.gather(*(self._publish(client, m, window) for m in messages), return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             await self._disconnect()
@@ -75,15 +76,18 @@ class MqttPublisher:
                 f"{failures[0]}"
             ) from failures[0]
 
-    async def _publish(self, client: aiomqtt.Client, message: MqttMessage) -> None:
-        await client.publish(
-            message.topic,
-            message.payload,
-            qos=1,
-            retain=message.retain,
-            properties=_properties(message) if self._settings.protocol == "mqttv5" else None,
-            timeout=self._settings.publish_timeout,
-        )
+    async def _publish(self, client: aiomqtt.Client, message: MqttMessage, window: asyncio.Semaphore) -> None:
+        """One QoS 1 publish; at most ``max_inflight`` wait for their PUBACK at once, because aiomqtt's cost
+        per pending call grows with the number pending."""
+        async with window:
+            await client.publish(
+                message.topic,
+                message.payload,
+                qos=1,
+                retain=message.retain,
+                properties=_properties(message) if self._settings.protocol == "mqttv5" else None,
+                timeout=self._settings.publish_timeout,
+            )
 
     async def _connected(self) -> aiomqtt.Client:
         if self._client is not None:
