@@ -116,7 +116,7 @@ async def test_every_change_once_in_order_with_every_fault(tmp_path: Path, token
             for _ in range(20):
                 await pipeline.poll_once()
                 await asyncio.sleep(0.05)
-        await catch_up(pipeline, sim, tmp_path / "events.jsonl")
+        await catch_up(pipeline, sim, tmp_path / "events.jsonl", seconds=90)
     events = read_events(tmp_path / "events.jsonl")
     assert len(events) > 200
     assert_exactly_once_in_order(events, sim, expected_ids(sim))
