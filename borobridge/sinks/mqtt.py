@@ -93,6 +93,7 @@ class MqttPublisher:
         if self._client is not None:
             return self._client
         client = self._new_client()
+        client.pending_calls_threshold = self._settings.max_inflight  # our window; aiomqtt warns past 10 otherwise
         try:
             await client.__aenter__()
             await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
