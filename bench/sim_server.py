@@ -1,0 +1,110 @@
+"""The Boro simulator in a process of its own, so that a benchmark measures the bridge alone.
+
+``python -m bench.sim_server --projects 10 --rate 700`` serves on a free 127.0.0.1 port and prints
+``url <endpoint>`` once it listens. The world advances every ``--step`` seconds; ``SIGUSR1`` adds a backlog of
+``--backlog`` records at once and prints ``backlog <changes>`` when they are visible; ``SIGTERM`` stops it.
+With ``--changes-log``, each change is written as ``<event id> <unix time>``: the transition the bridge must
+emit for it, and the start of the step that made it visible (so a latency measured from it is an upper bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from borobridge.boro.simulator import Change, Simulator
+from borobridge.boro.simulator_http import serve_simulator
+
+STATE_SUFFIX = {("created", "state"): "raised", ("created", "event"): "event", ("cleared", "state"): "cleared"}
+
+
+def event_id(change: Change) -> str:
+    """The CloudEvent id the bridge emits for a change."""
+    return f"{change.record_id}-{STATE_SUFFIX[(change.transition, change.type)]}"
+
+
+class World:
+    """The simulator, its step loop and its change log."""
+
+    def __init__(self, options: argparse.Namespace, log: TextIO | None) -> None:
+        self.sim = Simulator(
+            seed=options.seed,
+            projects=options.projects,
+            probes_per_project=options.probes,
+            tasks_per_probe=options.tasks,
+            rate_per_second=options.rate,
+            mean_state_seconds=options.mean_state_seconds,
+            retain_seconds=options.retain,
+        )
+        self._log = log
+        self._backlog = options.backlog
+        self._step_started = time.time()
+
+    def step(self) -> None:
+        """Advance to now and log what changed, stamped with the start of this step."""
+        started = self._step_started
+        self._step_started = time.time()
+        self._write(self.sim.advance(), started)
+
+    def add_backlog(self) -> None:
+        """Create the backlog at once and say how many changes it made."""
+        started = time.time()
+        changes = self.sim.advance(new_records=self._backlog)
+        self._write(changes, started)
+        print(f"backlog {len(changes)}", flush=True)
+
+    def _write(self, changes: Iterable[Change], stamp: float) -> None:
+        if self._log is not None:
+            self._log.writelines(f"{event_id(change)} {stamp:.6f}\n" for change in changes)
+
+
+async def serve(options: argparse.Namespace, log: TextIO | None) -> None:
+    """Serve until SIGTERM or SIGINT, stepping the world."""
+    world = World(options, log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, world.add_backlog)
+    async with serve_simulator(world.sim, "127.0.0.1", 0) as url:
+        print(f"url {url}", flush=True)
+        while not stop.is_set():
+            world.step()
+            try:
+                await asyncio.wait_for(stop.wait(), options.step)
+            except TimeoutError:
+                continue
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="the Boro simulator for benchmarks")
+    parser.add_argument("--projects", type=int, default=10)
+    parser.add_argument("--probes", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=0.0, help="new records per second")
+    parser.add_argument("--mean-state-seconds", type=float, default=20.0)
+    parser.add_argument("--retain", type=float, default=300.0, help="seconds of history kept")
+    parser.add_argument("--step", type=float, default=0.01, help="seconds between two advances")
+    parser.add_argument("--backlog", type=int, default=0, help="records created at each SIGUSR1")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--changes-log", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.sim_server [options]``."""
+    options = _parser().parse_args(argv)
+    if options.changes_log is None:
+        asyncio.run(serve(options, None))
+        return
+    with options.changes_log.open("w", encoding="utf-8") as log:
+        asyncio.run(serve(options, log))
+
+
+if __name__ == "__main__":
+    main()
