@@ -122,7 +122,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from borobridge.tail import TailFilter, tail  # noqa: PLC0415 - only this command needs Kafka here
 
-    kafka = _kafka_settings(args)
+    kafka = _kafka_settings(_load(args))
     chosen = TailFilter(project=args.project, task=args.task, level=args.level)
     run = tail(kafka, chosen, from_beginning=args.from_beginning, limit=args.max, idle_exit=args.idle_exit)
     with contextlib.suppress(KeyboardInterrupt):
@@ -135,7 +135,6 @@ def _replay(args: argparse.Namespace) -> int:
     from borobridge.replay import ReplayProgress, replay  # noqa: PLC0415
 
     settings = _load(args)
-    _kafka_settings(args)
     configure_logging(settings.logging)
 
     def show(progress: ReplayProgress) -> None:
@@ -150,8 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
-    settings = _load(args)
+def _kafka_settings(settings: Settings) -> KafkaSettings:
     if settings.kafka is None:
         raise ConfigError(["kafka: this command reads Kafka; set kafka.bootstrap_servers"])
     return settings.kafka

@@ -17,7 +17,7 @@ import yaml
 
 from borobridge.boro.hmac_auth import decode_key
 from borobridge.errors import ConfigError
-from borobridge.secret import MASK, Secret
+from borobridge.secret import Secret
 from borobridge.settings_validation import collect_errors, convert_hooks
 
 ENV_PREFIX: Final = "BOROBRIDGE_"
@@ -303,8 +303,3 @@ def _cross_field_errors(raw: dict[str, Any]) -> list[str]:
         except ValueError as exc:
             errors.append(f"boro.hmac.key: {exc}")
     return errors
-
-
-def mask(value: object) -> str:
-    """How a secret appears anywhere it is printed."""
-    return MASK if isinstance(value, Secret) else str(value)

@@ -81,7 +81,6 @@ class BoroClient:
         self._path = urlsplit(self._url).path or "/"
         self._signer = signer or _signer_from(settings)
         self._sleep = sleep
-        self.requests_sent = 0
 
     async def task_alarms(self, queries: Sequence[AlarmQuery]) -> list[PageResult]:
         """Run every query, ``batch_size`` calls per HTTP request; one result or error per query, in order."""
@@ -164,7 +163,6 @@ class BoroClient:
         headers = {"Content-Type": "application/json"}
         if self._signer is not None:
             headers |= self._signer.headers(self._path, body)
-        self.requests_sent += 1
         try:
             response = await self._http.post(
                 self._url, content=body, headers=headers, timeout=self._settings.request_timeout
