@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from tests.support.mosquitto import (
     user_properties_of,
 )
 from tests.test_bridge_e2e import advancing
-from tests.test_kafka_delivery import event_topics, kafka_bridge
+from tests.test_kafka_delivery import event_topics, kafka_bridge, topic_names
 
 pytestmark = pytest.mark.mqtt
 
@@ -294,3 +296,35 @@ async def wait_for(condition: Any, seconds: float, step: float = 0.2) -> None:
             return
         await asyncio.sleep(step)
     raise TimeoutError(f"condition not met within {seconds} s")
+
+
+@pytest.mark.kafka
+async def test_borobridge_run_with_kafka_and_mqtt_relays_every_event(
+    kafka: KafkaCluster, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The composed process: the poll loop commits to Kafka and the relay task republishes it over MQTT."""
+    kafka_config, prefix = kafka_settings(kafka.bootstrap)
+    sim = simulator_with_history(5, seed=55, projects=2, rate_per_second=10)
+    expected = expected_ids(sim)
+    async with serve_simulator(sim) as url:
+        config = {
+            "name": prefix,
+            "boro": {"url": url, "user_id": 4, "poll_interval": 0.5},
+            "first_start": {"mode": "all"},
+            "health": {"enabled": False},
+            "kafka": {"bootstrap_servers": kafka.bootstrap, "topics": topic_names(kafka_config)},
+            "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        async with mosquitto_sub(mosquitto, "boro/#", count=message_count(expected), listen_s=60) as sub:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "borobridge", "run", "--config", str(path)
+            )
+            received = await sub.messages()
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                assert await process.wait() == 0
+    assert {as_event(m)["id"] for m in transitions(received)} == expected
+    [status] = await collect(mosquitto, f"borobridge/{prefix}/status", count=1, listen_s=3)
+    assert status.payload == b"offline"
