@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -89,10 +89,15 @@ _HEADER_NAMES: Final = {name: f"ce_{name}" for name in ATTRIBUTES}
 
 @dataclass(frozen=True, slots=True)
 class CloudEvent:
-    """One encoded CloudEvent: its attributes (all strings) and its JSON ``data``."""
+    """One encoded CloudEvent: its attributes (all strings) and its JSON ``data``.
+
+    Events built by :class:`EventFactory` also carry the Kafka headers they share with every event of their task,
+    probe and transition kind, encoded once; that is only a cache, and the headers are the same without it.
+    """
 
     attributes: dict[str, str]
     data: bytes
+    shared: SharedHeaders | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -104,14 +109,30 @@ class CloudEvent:
         return _ENCODER.encode(StructuredEvent(**self.attributes, data=msgspec.Raw(self.data)))
 
     def kafka_binary_headers(self) -> list[tuple[str, bytes]]:
-        """Kafka binary mode headers: ``ce_<attribute>`` plus ``content-type``; the value is ``data``."""
-        headers = [
-            (_HEADER_NAMES[name], value.encode())
-            for name, value in self.attributes.items()
-            if name != "datacontenttype"
+        """Kafka binary mode headers: ``ce_<attribute>`` in attribute order, then ``content-type``."""
+        shared, attributes = self.shared, self.attributes
+        if shared is None:
+            headers = [
+                (_HEADER_NAMES[name], value.encode()) for name, value in attributes.items() if name != "datacontenttype"
+            ]
+            headers.append(("content-type", attributes["datacontenttype"].encode()))
+            return headers
+        return [
+            _SPEC_VERSION_HEADER,
+            ("ce_id", attributes["id"].encode()),
+            shared.source,
+            shared.type,
+            ("ce_subject", attributes["subject"].encode()),
+            ("ce_time", attributes["time"].encode()),
+            shared.dataschema,
+            shared.partitionkey,
+            ("ce_severity", attributes["severity"].encode()),
+            ("ce_triggergroup", attributes["triggergroup"].encode()),
+            shared.project,
+            shared.task,
+            shared.probe,
+            _CONTENT_TYPE_HEADER,
         ]
-        headers.append(("content-type", self.attributes["datacontenttype"].encode()))
-        return headers
 
     def mqtt_user_properties(self) -> list[tuple[str, str]]:
         """MQTT 5 binary mode user properties: every attribute but ``datacontenttype``, unprefixed."""
@@ -144,6 +165,35 @@ class _Kind:
 
 
 _KINDS: Final = {kind: _Kind(kind.value, f"-{kind.value}", event_type(kind), schema_uri(kind)) for kind in Transition}
+_SPEC_VERSION_HEADER: Final = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE_HEADER: Final = ("content-type", CONTENT_TYPE.encode())
+_SHAPE_CACHE_LIMIT: Final = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class SharedHeaders:
+    """The Kafka binary headers every event of one task, probe and transition kind has in common."""
+
+    source: tuple[str, bytes]
+    type: tuple[str, bytes]
+    dataschema: tuple[str, bytes]
+    partitionkey: tuple[str, bytes]
+    project: tuple[str, bytes]
+    task: tuple[str, bytes]
+    probe: tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The attributes every event of one task, probe and transition kind has in common, and their headers."""
+
+    kind: _Kind
+    source: str
+    partitionkey: str
+    project: str
+    task: str
+    probe: str
+    headers: SharedHeaders
 
 
 class EventFactory:
@@ -151,6 +201,7 @@ class EventFactory:
 
     def __init__(self, server_name: str) -> None:
         self._prefix = f"boro://{server_name}/projects/"
+        self._shapes: dict[tuple[int, int, int, Transition], _Shape] = {}
 
     def source(self, project_id: int, task_id: int) -> str:
         """The ``source`` of every event of one task."""
@@ -159,9 +210,9 @@ class EventFactory:
     def build(self, transition: AlarmTransition) -> CloudEvent:
         """The CloudEvent of one transition."""
         record = transition.record
-        kind = _KINDS[transition.kind]
+        shape = self._shape(record.project_id, record.task_id, record.app_id, transition.kind)
+        kind = shape.kind
         duration, time, derived = _timing(transition)
-        project, task = str(record.project_id), str(record.task_id)
         data = EventData(
             transition=kind.value,
             alarm=msgspec.Raw(transition.raw),
@@ -172,20 +223,50 @@ class EventFactory:
         attributes = {
             "specversion": SPEC_VERSION,
             "id": f"{record.id}{kind.id_suffix}",
-            "source": f"{self._prefix}{project}/tasks/{task}",
+            "source": shape.source,
             "type": kind.type,
             "subject": record.name,
             "time": time,
             "datacontenttype": CONTENT_TYPE,
             "dataschema": kind.dataschema,
-            "partitionkey": f"{project}/{task}",
+            "partitionkey": shape.partitionkey,
             "severity": record.level,
             "triggergroup": record.trigger_group,
-            "project": project,
-            "task": task,
-            "probe": str(record.app_id),
+            "project": shape.project,
+            "task": shape.task,
+            "probe": shape.probe,
         }
-        return CloudEvent(attributes, _ENCODER.encode(data))
+        return CloudEvent(attributes, _ENCODER.encode(data), shape.headers)
+
+    def _shape(self, project_id: int, task_id: int, app_id: int, transition: Transition) -> _Shape:
+        key = (project_id, task_id, app_id, transition)
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) >= _SHAPE_CACHE_LIMIT:
+                self._shapes.clear()
+            shape = self._shapes[key] = _new_shape(self.source(project_id, task_id), key)
+        return shape
+
+
+def _new_shape(source: str, key: tuple[int, int, int, Transition]) -> _Shape:
+    project_id, task_id, app_id, transition = key
+    kind = _KINDS[transition]
+    project, task, probe = str(project_id), str(task_id), str(app_id)
+    partitionkey = f"{project}/{task}"
+    headers = SharedHeaders(
+        source=_header("source", source),
+        type=_header("type", kind.type),
+        dataschema=_header("dataschema", kind.dataschema),
+        partitionkey=_header("partitionkey", partitionkey),
+        project=_header("project", project),
+        task=_header("task", task),
+        probe=_header("probe", probe),
+    )
+    return _Shape(kind, source, partitionkey, project, task, probe, headers)
+
+
+def _header(attribute: str, value: str) -> tuple[str, bytes]:
+    return _HEADER_NAMES[attribute], value.encode()
 
 
 def _timing(transition: AlarmTransition) -> tuple[float | None, str, bool]:

@@ -85,6 +85,21 @@ def test_every_binding_parses_back_with_the_sdk(event: CloudEvent) -> None:
     assert_same(ce_http.from_binary(ce_http.HTTPMessage(mqtt_headers, event.data), fmt), event)
 
 
+@pytest.mark.parametrize(
+    "event",
+    build(active=False, info={"time": 1.0, "time_end": 2.0})
+    + build(9, type="event")
+    + build(10, project_id=7, task_id=8, app_id=9, level="warning", trigger_group="tr101290"),
+)
+def test_shared_kafka_headers_equal_the_headers_of_the_attributes(event: CloudEvent) -> None:
+    """The factory's ready-made headers are a cache: an event rebuilt from its attributes alone has the same."""
+    assert event.shared is not None
+    plain = CloudEvent(dict(event.attributes), event.data)
+    assert plain.shared is None
+    assert event.kafka_binary_headers() == plain.kafka_binary_headers()
+    assert [name for name, _ in plain.kafka_binary_headers()][-1] == "content-type"
+
+
 def test_partitionkey_header_follows_the_spec_where_the_v1_sdk_drops_it() -> None:
     """The Kafka binding maps every attribute to a ce_ header; cloudevents.v1's to_binary omits partitionkey.
 

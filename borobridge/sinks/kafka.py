@@ -61,6 +61,7 @@ class KafkaSink:
         self._admin: Any = None
         self._producer: Any = None
         self._topics: TopicManager | None = None
+        self._event_topics: dict[str, str] = {}  # project → events topic name
 
     async def __aenter__(self) -> Self:
         if self._producer is not None:
@@ -211,16 +212,21 @@ class KafkaSink:
         return self._event_records(batch) + self._checkpoint_records(batch.checkpoints)
 
     def _event_records(self, batch: Batch) -> list[Record]:
-        topics = self._settings.topics
+        event_topics = self._event_topics
         records: list[Record] = []
         for event in batch.events:
             value, headers = self._encode(event)
-            key = event.key.encode()
-            records.append((topics.events.format(project_id=event.attributes["project"]), key, value, headers))
+            project = event.attributes["project"]
+            topic = event_topics.get(project) or self._event_topic(project)
+            records.append((topic, event.key.encode(), value, headers))
             if self._keeps_state and not event.attributes["id"].endswith("-event"):
                 records.append(self._active_record(event, value, headers))
-        records += [_dead_letter_record(topics.dead_letters, letter) for letter in batch.dead_letters]
+        records += [_dead_letter_record(self._settings.topics.dead_letters, letter) for letter in batch.dead_letters]
         return records
+
+    def _event_topic(self, project: str) -> str:
+        name = self._event_topics[project] = self._settings.topics.events.format(project_id=project)
+        return name
 
     def _active_record(self, event: CloudEvent, value: bytes, headers: list[tuple[str, bytes]]) -> Record:
         """The latest ``raised`` per alarm, keyed ``project/task/alarm``; a tombstone once it clears."""
