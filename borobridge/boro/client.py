@@ -97,22 +97,33 @@ class BoroClient:
         return results
 
     async def drain(self, queries: Sequence[AlarmQuery]) -> AsyncGenerator[list[tuple[AlarmQuery, PageResult]]]:
-        """Yield rounds of results; streams whose page was full are asked again at once with the new token.
+        """Yield rounds of results; streams whose page was full are asked again with the new token.
 
-        The next round is requested only when the caller asks for it, so a caller that delivers and commits
-        each round before iterating never lets a cursor run ahead of delivery.
+        The next round is requested while the caller delivers this one, from this round's tokens: a read ahead
+        that moves no cursor, since cursors are the caller's to move once a round is committed. A caller that
+        stops iterating (its delivery failed) drops the read ahead; close the generator (``aclosing``) to cancel it.
         """
         pending = list(queries)
-        for _ in range(self._settings.retry.max_drain_requests):
-            if not pending:
-                return
-            results = await self.task_alarms(pending)
-            yield list(zip(pending, results, strict=True))
-            pending = [
-                query.after(result.update_token)
-                for query, result in zip(pending, results, strict=True)
-                if isinstance(result, AlarmPage) and result.full and result.update_token != query.update_token
-            ]
+        ahead: asyncio.Task[list[PageResult]] | None = None
+        budget = self._settings.retry.max_drain_requests
+        try:
+            for request in range(1, budget + 1):
+                if not pending:
+                    return
+                results = await (ahead or self.task_alarms(pending))
+                ahead = None
+                following = [
+                    query.after(result.update_token)
+                    for query, result in zip(pending, results, strict=True)
+                    if isinstance(result, AlarmPage) and result.full and result.update_token != query.update_token
+                ]
+                if following and request < budget:
+                    ahead = asyncio.create_task(self.task_alarms(following))
+                yield list(zip(pending, results, strict=True))
+                pending = following
+        finally:
+            if ahead is not None:
+                await _cancelled(ahead)
 
     async def pages(self, query: AlarmQuery) -> AsyncIterator[AlarmPage]:
         """Every page of a query without token, from ``query.page`` to the last; raises on the first error."""
@@ -193,6 +204,14 @@ class BoroClient:
             current_page=result.current_page,
             total_pages=result.total_pages,
         )
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel a read ahead nobody wants any more and wait for it; whatever it raised no longer matters."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
 
 
 def _signer_from(settings: BoroSettings) -> Signer | None:
