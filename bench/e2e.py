@@ -39,7 +39,8 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
-from borobridge.sinks.kafka import KafkaSink, Record
+from borobridge.sinks.kafka import KafkaSink
+from borobridge.sinks.kafka_batches import Record
 
 PROJECTS: Final = 10
 FIRST_PROJECT: Final = 23

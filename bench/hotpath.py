@@ -38,7 +38,8 @@ from borobridge.delivery import Batch
 from borobridge.events import CloudEvent, EventFactory, event_type, schema_uri
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
-from borobridge.sinks.kafka import KafkaSink, Record
+from borobridge.sinks.kafka import KafkaSink
+from borobridge.sinks.kafka_batches import Record
 from borobridge.streams import Stream, open_stream
 from borobridge.transitions import AlarmTransition, Transition, TransitionMemory
 

@@ -28,6 +28,7 @@ from borobridge.errors import CheckpointError, FencedError, KafkaDeliveryError
 from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.schemas import generate
 from borobridge.settings import KafkaSettings
+from borobridge.sinks.kafka_batches import Record, send_in_batches
 from borobridge.sinks.kafka_connection import connection_options
 from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
 
@@ -38,8 +39,6 @@ RESTORE_TIMEOUT: Final = 120.0
 STOP_TIMEOUT: Final = 10.0
 _CHECKPOINT_DECODER: Final = msgspec.json.Decoder(Checkpoint)
 _CHECKPOINT_ENCODER: Final = msgspec.json.Encoder()
-
-Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
 
 
 def transactional_id(bridge_name: str) -> str:
@@ -256,7 +255,7 @@ class KafkaSink:
 
 async def _send(producer: Any, records: Sequence[Record]) -> None:
     """Queue every record, then wait until the broker acknowledged all of them."""
-    futures = [await producer.send(topic, value, key=key, headers=headers) for topic, key, value, headers in records]
+    futures = await send_in_batches(producer, records)
     for future in futures:
         future.add_done_callback(_retrieve)  # an abandoned batch's failures are expected, not news
     await asyncio.gather(*futures)
