@@ -20,7 +20,7 @@ from typing import Any, Final, Self, TypeVar
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, DeadLetter
@@ -100,13 +100,13 @@ class KafkaSink:
         producer = await self._ready_producer()
         try:
             await _bounded(self._send_batch(producer, batch), self._settings.delivery_timeout_ms / 1000)
-        except (ProducerFenced, InvalidProducerEpoch) as exc:
-            raise FencedError(
-                f"another borobridge instance named {self._name!r} took over transactional id "
-                f"{transactional_id(self._name)!r}; this one stops"
-            ) from exc
-        except (KafkaError, TimeoutError) as exc:
-            await self._discard_producer()
+        except (KafkaError, IllegalOperation, TimeoutError) as exc:
+            if (fence := _fence(producer, exc)) is not None:
+                raise FencedError(
+                    f"another borobridge instance named {self._name!r} took over transactional id "
+                    f"{transactional_id(self._name)!r}; this one stops"
+                ) from fence
+            await self._discard_producer()  # its successor takes the transactional id back: never after a fence
             raise KafkaDeliveryError(f"Kafka did not accept a batch of {len(batch.events)} events: {exc!r}") from exc
 
     async def _send_batch(self, producer: Any, batch: Batch) -> None:
@@ -259,6 +259,28 @@ async def _send(producer: Any, records: Sequence[Record]) -> None:
     for future in futures:
         future.add_done_callback(_retrieve)  # an abandoned batch's failures are expected, not news
     await asyncio.gather(*futures)
+
+
+_FENCES: Final = (ProducerFenced, InvalidProducerEpoch)
+_CHAIN_LIMIT: Final = 16
+
+
+def _fence(producer: Any, error: BaseException) -> BaseException | None:
+    """The fence behind a failed batch, if there is one, wherever it surfaced.
+
+    aiokafka reports a fence as ProducerFenced only to the call that was waiting on the failed request; a send
+    that was waiting for metadata meanwhile gets IllegalOperation, and a bounded wait gets TimeoutError. The
+    sender task, which stops at the fence, tells in every case.
+    """
+    chain: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(chain) < _CHAIN_LIMIT:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    sender = producer._sender.sender_task  # aiokafka offers no public view of it
+    if sender is not None and sender.done() and not sender.cancelled() and (stopped := sender.exception()):
+        chain.append(stopped)
+    return next((cause for cause in chain if isinstance(cause, _FENCES)), None)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
