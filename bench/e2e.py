@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -34,13 +34,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.processes import REPO, SimulatorProcess, kafka_broker, machine_load, simulator_process, stop_process
 from bench.report import Check, Series, Table
-from borobridge.boro.client import BoroClient
+from borobridge.boro.client import BoroClient, PageResult
+from borobridge.boro.queries import AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.sinks.kafka import KafkaSink
-from borobridge.sinks.kafka_batches import Record
+from borobridge.sinks.kafka_batches import Record, send_in_batches
 
 PROJECTS: Final = 10
 FIRST_PROJECT: Final = 23
@@ -86,20 +87,21 @@ class RecordingCommitter:
         self.batches.append(batch)
 
 
-@dataclass
-class HttpClock:
-    """Wall time spent waiting for HTTP replies (httpx event hooks)."""
+class TimedClient(BoroClient):
+    """The Boro client, noting how long its caller waits for each drain round (the reads ahead overlap)."""
 
-    seconds: float = 0.0
-    _started: float = 0.0
+    waited: float = 0.0
 
-    async def request(self, _: httpx.Request) -> None:
-        """Note when a request leaves."""
-        self._started = time.perf_counter()
-
-    async def response(self, _: httpx.Response) -> None:
-        """Add the time until its reply headers came back."""
-        self.seconds += time.perf_counter() - self._started
+    async def drain(self, queries: Sequence[AlarmQuery]) -> AsyncGenerator[list[tuple[AlarmQuery, PageResult]]]:
+        """The client's own drain, timed round by round."""
+        async with contextlib.aclosing(super().drain(queries)) as rounds:
+            while True:
+                started = time.perf_counter()
+                round_ = await anext(rounds, None)
+                self.waited += time.perf_counter() - started
+                if round_ is None:
+                    return
+                yield round_
 
 
 @dataclass
@@ -108,44 +110,53 @@ class ThroughputSamples:
 
     bridge: list[float] = field(default_factory=list)
     bare: list[float] = field(default_factory=list)
-    http_share: list[float] = field(default_factory=list)
+    bare_batched: list[float] = field(default_factory=list)
+    wait_share: list[float] = field(default_factory=list)
 
 
 @dataclass
 class Rig:
-    """The bridge under test (pipeline, sink, HTTP clock), the simulator feeding it and the bare producer."""
+    """The bridge under test (pipeline, sink, timed client), the simulator feeding it and the bare producer."""
 
     pipeline: Pipeline
     committer: RecordingCommitter
     sim: SimulatorProcess
-    clock: HttpClock
+    client: TimedClient
     producer: Any
 
     async def bridge_run(self) -> tuple[float, float, list[Batch]]:
-        """One backlog through the bridge: (transitions per second, share of time waiting for HTTP, batches)."""
+        """One backlog through the bridge: (transitions per second, share of time waiting for a round, batches)."""
         expected = await self.sim.add_backlog()
         self.committer.batches.clear()
-        self.clock.seconds = 0.0
+        self.client.waited = 0.0
         started = time.perf_counter()
         await self._drain(self.committer.events + expected)
         elapsed = time.perf_counter() - started
-        return expected / elapsed, self.clock.seconds / elapsed, list(self.committer.batches)
+        return expected / elapsed, self.client.waited / elapsed, list(self.committer.batches)
 
-    async def bare_run(self, rounds: list[list[Record]], transitions: int) -> float:
-        """The same records, one transaction per round, from the bare producer: transitions per second."""
+    async def bare_run(self, rounds: list[list[Record]], transitions: int, *, batched: bool) -> float:
+        """The same records, one transaction per round, from the bare producer: transitions per second.
+
+        One ``producer.send`` per record, or (``batched``) the records queued the way the bridge queues them.
+        """
         started = time.perf_counter()
         for records in rounds:
             async with self.producer.transaction():
-                await asyncio.gather(*[await self._send(record) for record in records])
+                if batched:
+                    await asyncio.gather(*await send_in_batches(self.producer, records))
+                else:
+                    await asyncio.gather(*[await self._send(record) for record in records])
         return transitions / (time.perf_counter() - started)
 
     async def one_pair(self, samples: ThroughputSamples) -> None:
-        """A bridge run, then the bare producer sending what the bridge sent."""
-        rate, http_share, batches = await self.bridge_run()
+        """A bridge run, then the bare producer sending what the bridge sent, record by record and batched."""
+        rate, wait_share, batches = await self.bridge_run()
         samples.bridge.append(rate)
-        samples.http_share.append(http_share)
+        samples.wait_share.append(wait_share)
         rounds = [self.committer.sink._records(batch) for batch in batches]
-        samples.bare.append(await self.bare_run(rounds, sum(len(batch.events) for batch in batches)))
+        transitions = sum(len(batch.events) for batch in batches)
+        samples.bare.append(await self.bare_run(rounds, transitions, batched=False))
+        samples.bare_batched.append(await self.bare_run(rounds, transitions, batched=True))
 
     async def _drain(self, target: int) -> None:
         """Poll back to back until ``target`` transitions are committed in all (bounded)."""
@@ -179,15 +190,14 @@ async def measure_throughput(bootstrap: str, *, quick: bool) -> Table:
     async with simulator_process(sim_options) as sim:
         settings = load_settings(None, bridge_environ(prefix, bootstrap, sim.url))
         assert settings.kafka is not None
-        clock = HttpClock()
-        hooks: dict[str, list[Callable[..., Any]]] = {"request": [clock.request], "response": [clock.response]}
-        async with httpx.AsyncClient(event_hooks=hooks) as http, KafkaSink(settings.kafka, prefix) as sink:
+        async with httpx.AsyncClient() as http, KafkaSink(settings.kafka, prefix) as sink:
             committer = RecordingCommitter(sink)
-            pipeline = Pipeline(BoroClient(http, settings.boro), committer, settings, server_name="bench")
+            client = TimedClient(http, settings.boro)
+            pipeline = Pipeline(client, committer, settings, server_name="bench")
             await pipeline.restore()
             await pipeline.poll_once()
             async with bare_producer(sink, prefix) as producer:
-                rig = Rig(pipeline, committer, sim, clock, producer)
+                rig = Rig(pipeline, committer, sim, client, producer)
                 await rig.one_pair(ThroughputSamples())  # topics' leaders, connections, JIT-free warm caches
                 for _ in range(runs):
                     await rig.one_pair(samples)
@@ -200,7 +210,10 @@ def _throughput_table(samples: ThroughputSamples, backlog: int) -> Table:
     bridge = table.add(
         Series("borobridge (HTTP + pipeline + KafkaSink)", "trans/s", samples.bridge), baseline=bare.name
     )
-    table.add(Series("  share of bridge time waiting for HTTP", "fraction", samples.http_share))
+    table.add(Series("  share of bridge time waiting for a round", "fraction", samples.wait_share))
+    batched = Series("bare producer, batches as the bridge queues", "trans/s", samples.bare_batched)
+    table.add(batched, baseline=bare.name)
+    table.add(Series("borobridge, against the batched bare producer", "trans/s", samples.bridge), baseline=batched.name)
     table.checks.append(Check("borobridge / bare producer", bridge.median / bare.median, TARGET_SHARE, better="higher"))
     table.notes.append(f"{PROJECTS} projects, batched TaskAlarms (50 per request), pages of 100; {machine_load()}")
     return table

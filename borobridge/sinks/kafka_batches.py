@@ -23,13 +23,16 @@ _PARTITIONER = DefaultPartitioner()
 async def send_in_batches(producer: Any, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
     """Append every record to its partition's batch, in order, and queue each batch; one future per batch."""
     partitions: dict[str, list[int]] = {}
+    chosen: dict[tuple[str, bytes], int] = {}  # a task's events share a key; murmur2 is pure Python
     open_batches: dict[tuple[str, int], Any] = {}
     futures: list[asyncio.Future[Any]] = []
     for topic, key, value, headers in records:
-        choices = partitions.get(topic)
-        if choices is None:
-            choices = partitions[topic] = sorted(await producer.partitions_for(topic))
-        partition = _PARTITIONER(key, choices, choices)
+        partition = chosen.get((topic, key))
+        if partition is None:
+            choices = partitions.get(topic)
+            if choices is None:
+                choices = partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = chosen[topic, key] = _PARTITIONER(key, choices, choices)
         batch = open_batches.get((topic, partition))
         if batch is None:
             batch = open_batches[topic, partition] = producer.create_batch()
