@@ -255,10 +255,7 @@ class KafkaSink:
 
 async def _send(producer: Any, records: Sequence[Record]) -> None:
     """Queue every record, then wait until the broker acknowledged all of them."""
-    futures = await send_in_batches(producer, records)
-    for future in futures:
-        future.add_done_callback(_retrieve)  # an abandoned batch's failures are expected, not news
-    await asyncio.gather(*futures)
+    await asyncio.gather(*await send_in_batches(producer, records))
 
 
 _FENCES: Final = (ProducerFenced, InvalidProducerEpoch)
@@ -281,11 +278,6 @@ def _fence(producer: Any, error: BaseException) -> BaseException | None:
     if sender is not None and sender.done() and not sender.cancelled() and (stopped := sender.exception()):
         chain.append(stopped)
     return next((cause for cause in chain if isinstance(cause, _FENCES)), None)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 async def _stop_quietly(producer: Any) -> None:

@@ -21,7 +21,10 @@ _PARTITIONER = DefaultPartitioner()
 
 
 async def send_in_batches(producer: Any, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
-    """Append every record to its partition's batch, in order, and queue each batch; one future per batch."""
+    """Append every record to its partition's batch, in order, and queue each batch; one future per batch.
+
+    A future's failure is also the transaction's: whoever gives up on a round need not collect every one.
+    """
     partitions: dict[str, list[int]] = {}
     chosen: dict[tuple[str, bytes], int] = {}  # a task's events share a key; murmur2 is pure Python
     open_batches: dict[tuple[str, int], Any] = {}
@@ -37,10 +40,21 @@ async def send_in_batches(producer: Any, records: Sequence[Record]) -> list[asyn
         if batch is None:
             batch = open_batches[topic, partition] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full: queue it
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            futures.append(await _queue(producer, batch, topic, partition))
             batch = open_batches[topic, partition] = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None, headers=headers)  # an empty batch takes any record
     for (topic, partition), batch in open_batches.items():
         batch.close()  # complete: the sender need not wait out linger.ms for more
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
+        futures.append(await _queue(producer, batch, topic, partition))
     return futures
+
+
+async def _queue(producer: Any, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+    future.add_done_callback(_retrieve)  # an abandoned round's failures are expected, not news
+    return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
