@@ -3,8 +3,10 @@
 ``python -m bench.sim_server --projects 10 --rate 700`` serves on a free 127.0.0.1 port and prints
 ``url <endpoint>`` once it listens. The world advances every ``--step`` seconds; ``SIGUSR1`` adds a backlog of
 ``--backlog`` records at once and prints ``backlog <changes>`` when they are visible; ``SIGTERM`` stops it.
-With ``--changes-log``, each change is written as ``<event id> <unix time>``: the transition the bridge must
-emit for it, and the start of the step that made it visible (so a latency measured from it is an upper bound).
+With ``--changes-log``, each change is written as ``<event id> <created> <interval start>``: the transition the
+bridge must emit for it, the moment the simulator created the record (the step that made it visible), and the
+start of the simulated interval that step covered, when the alarm it stands for fired at the earliest (a latency
+measured from it is an upper bound, by one step).
 """
 
 from __future__ import annotations
@@ -46,21 +48,21 @@ class World:
         self._step_started = time.time()
 
     def step(self) -> None:
-        """Advance to now and log what changed, stamped with the start of this step."""
-        started = self._step_started
+        """Advance to now and log what changed: created now, standing for alarms fired since the last step."""
+        interval_start = self._step_started
         self._step_started = time.time()
-        self._write(self.sim.advance(), started)
+        self._write(self.sim.advance(), self._step_started, interval_start)
 
     def add_backlog(self) -> None:
         """Create the backlog at once and say how many changes it made."""
-        started = time.time()
+        created = time.time()
         changes = self.sim.advance(new_records=self._backlog)
-        self._write(changes, started)
+        self._write(changes, created, created)
         print(f"backlog {len(changes)}", flush=True)
 
-    def _write(self, changes: Iterable[Change], stamp: float) -> None:
+    def _write(self, changes: Iterable[Change], created: float, interval_start: float) -> None:
         if self._log is not None:
-            self._log.writelines(f"{event_id(change)} {stamp:.6f}\n" for change in changes)
+            self._log.writelines(f"{event_id(change)} {created:.6f} {interval_start:.6f}\n" for change in changes)
 
 
 async def serve(options: argparse.Namespace, log: TextIO | None) -> None:
