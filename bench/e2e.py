@@ -211,7 +211,7 @@ def _throughput_table(samples: ThroughputSamples, backlog: int) -> Table:
     bridge = table.add(
         Series("borobridge (HTTP + pipeline + KafkaSink)", "trans/s", samples.bridge), baseline=bare.name
     )
-    table.add(Series("  share of bridge time waiting for a round", "fraction", samples.wait_share))
+    table.add(Series("  share of time the next round was awaited", "fraction", samples.wait_share))
     batched = Series("bare producer, batches as the bridge queues", "trans/s", samples.bare_batched)
     table.add(batched, baseline=bare.name)
     table.add(Series("borobridge, against the batched bare producer", "trans/s", samples.bridge), baseline=batched.name)

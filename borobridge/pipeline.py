@@ -2,7 +2,9 @@
 
 A round is delivered as one :class:`~borobridge.delivery.Batch` (events, dead letters and checkpoints together),
 and cursors and transition memories advance only once the committer confirmed it. A failed delivery rolls the
-memories back, so the next poll from the same cursor yields the very same events.
+memories back, so the next poll from the same cursor yields the very same events. While one round is being
+delivered the next is read and fed, so the CPU works while the sink waits for its broker; that round is
+delivered only once the one before it is committed, and given up with it when it fails.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from borobridge.backoff import Backoff
 from borobridge.boro.backfill import BackfillStep, backfill
@@ -123,29 +125,44 @@ class Pipeline:
                 log.info("stream %s opened at token %s", stream.id, stream.token)
 
     async def _poll_tokens(self, streams: list[Stream]) -> None:
-        async with aclosing(self._client.drain([stream.query for stream in streams])) as rounds:
-            async for round_ in rounds:
-                failures = await self._deliver_round(round_)
-                if failures and len(failures) == len(round_):
-                    raise failures[0]  # Boro failed every stream: back off
+        """Drain every stream; each round is prepared while the one before it is delivered, then delivered."""
+        delivering: asyncio.Task[None] | None = None
+        try:
+            async with aclosing(self._client.drain([stream.query for stream in streams])) as rounds:
+                async for round_ in rounds:
+                    prepared = self._prepare_round(round_)
+                    if delivering is not None:
+                        previous, delivering = delivering, None
+                        await _delivered(previous, prepared)
+                    for stream, page in prepared.stuck:
+                        self._begin_catch_up(stream, page)
+                    if prepared.failures and len(prepared.failures) == len(round_):
+                        raise prepared.failures[0]  # Boro failed every stream: back off
+                    delivering = asyncio.create_task(self._commit(prepared.batch, prepared.touched))
+            if delivering is not None:
+                last, delivering = delivering, None
+                await last
+        finally:
+            if delivering is not None:  # this cycle failed while a round was being delivered: let that end first
+                await asyncio.wait([delivering])
+                if not delivering.cancelled():
+                    delivering.exception()  # it committed or rolled itself back; the failure above is the news
 
-    async def _deliver_round(self, round_: Round) -> list[BoroError]:
-        batch = Batch()
-        touched: list[Stream] = []
-        failures: list[BoroError] = []
+    def _prepare_round(self, round_: Round) -> _PreparedRound:
+        """Feed every page to its stream's memory and build the batch; nothing is delivered or committed here."""
+        prepared = _PreparedRound()
         for query, result in round_:
             stream = self._streams[query.project_id]
             if isinstance(result, BoroError):
-                failures.append(self._count_failure(stream, result))
+                prepared.failures.append(self._count_failure(stream, result))
                 continue
             if result.full and result.update_token == query.update_token:
-                self._begin_catch_up(stream, result)
+                prepared.stuck.append((stream, result))
                 continue
-            self._add_page(batch, stream, result)
-            batch.checkpoints.append(stream.checkpoint(_forward(stream.token, result.update_token)))
-            touched.append(stream)
-        await self._commit(batch, touched)
-        return failures
+            self._add_page(prepared.batch, stream, result)
+            prepared.batch.checkpoints.append(stream.checkpoint(_forward(query.update_token, result.update_token)))
+            prepared.touched.append(stream)
+        return prepared
 
     def _add_page(self, batch: Batch, stream: Stream, page: AlarmPage) -> None:
         self._metrics.polls.labels("ok").inc()
@@ -164,7 +181,7 @@ class Pipeline:
             await self._committer.deliver(batch)
         except BridgeError:
             for stream in touched:
-                stream.memory.rollback()
+                stream.rollback()
             raise
         self._health.progress()
         self._metrics.publish_seconds.observe(self._clock() - started)
@@ -266,6 +283,26 @@ class Pipeline:
         delay = self._backoff.next_delay(retry_after)
         log.warning("poll cycle failed (%s); next attempt in %.1f s", error, delay)
         return max(delay, 0.0)
+
+
+@dataclass
+class _PreparedRound:
+    """One drain round, fed and batched, waiting for the round before it to be committed."""
+
+    batch: Batch = field(default_factory=Batch)
+    touched: list[Stream] = field(default_factory=list)
+    stuck: list[tuple[Stream, AlarmPage]] = field(default_factory=list)  # full pages whose token did not move
+    failures: list[BoroError] = field(default_factory=list)
+
+
+async def _delivered(delivery: asyncio.Task[None], prepared: _PreparedRound) -> None:
+    """Wait for the round before ``prepared``; when it failed, ``prepared`` is given up too."""
+    try:
+        await delivery
+    except BaseException:
+        for stream in prepared.touched:
+            stream.rollback()
+        raise
 
 
 def _forward(current: int | float | None, new: int | float) -> int | float:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import msgspec
 
@@ -15,13 +16,18 @@ from borobridge.transitions import TransitionMemory
 
 @dataclass(eq=False)
 class Stream:
-    """The poll state of one stream; ``query`` always carries the committed cursor."""
+    """The poll state of one stream; ``query`` always carries the committed cursor.
+
+    Each checkpoint built is committed (:meth:`advance`) or given up (:meth:`rollback`) in the order it was built;
+    a round may be fed and checkpointed while the one before it is still being delivered.
+    """
 
     id: str
     query: AlarmQuery
     memory: TransitionMemory
     backfill_from: int | None = None
     catch_up_from: int | None = None
+    _marks: deque[int] = field(default_factory=deque, init=False, repr=False)  # of checkpoints not committed yet
 
     @property
     def token(self) -> int | float | None:
@@ -35,6 +41,7 @@ class Stream:
 
     def checkpoint(self, token: int | float | None, backfill_from: int | None = None) -> Checkpoint:
         """The record that commits this stream at ``token``, with its memory as fed so far."""
+        self._marks.append(self.memory.mark())
         return Checkpoint(
             stream=self.id,
             update_token=token,
@@ -44,11 +51,16 @@ class Stream:
         )
 
     def advance(self, checkpoint: Checkpoint) -> None:
-        """Adopt a checkpoint once it is committed."""
-        self.memory.commit()
+        """Adopt the oldest checkpoint not yet committed, once it is: the memory as it was fed up to it."""
+        self.memory.commit(self._marks.popleft())
         self.query = replace(self.query, update_token=checkpoint.update_token)
         self.backfill_from = checkpoint.backfill_from
         self.catch_up_from = None
+
+    def rollback(self) -> None:
+        """Give up every checkpoint not committed yet, and what was fed for them."""
+        self.memory.rollback()
+        self._marks.clear()
 
 
 def stream_id(server: str, project_id: int, settings: BoroSettings) -> str:

@@ -44,6 +44,7 @@ class TransitionMemory:
         self._done: OrderedDict[int, None] = OrderedDict.fromkeys(done)
         self._capacity = capacity
         self._journal: list[tuple[str, int]] = []
+        self._committed = 0  # journal entries committed so far, ever: marks count from the first feed
 
     @property
     def active(self) -> list[int]:
@@ -62,9 +63,16 @@ class TransitionMemory:
             transitions += self._transitions_of(item)
         return transitions
 
-    def commit(self) -> None:
-        """Keep what was fed since the last commit, and forget the oldest finished ids past the capacity."""
-        self._journal.clear()
+    def mark(self) -> int:
+        """A point in what was fed so far, to commit up to later (a page fed after it stays uncommitted)."""
+        return self._committed + len(self._journal)
+
+    def commit(self, through: int | None = None) -> None:
+        """Keep what was fed up to ``through`` (a :meth:`mark`; default: everything fed), and forget the oldest
+        finished ids past the capacity."""
+        kept = len(self._journal) if through is None else through - self._committed
+        del self._journal[:kept]
+        self._committed += kept
         while len(self._done) > self._capacity:
             self._done.popitem(last=False)
 
@@ -74,7 +82,7 @@ class TransitionMemory:
             if change == "raise":
                 del self._active[record_id]
             elif change == "finish":
-                del self._done[record_id]
+                self._done.pop(record_id, None)  # the capacity may have forgotten it already
             else:
                 self._active[record_id] = None
         self._journal.clear()

@@ -21,9 +21,11 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Faults, Simulator
+from borobridge.boro.simulator import Change, Faults, Simulator
 from borobridge.boro.simulator_http import serve_simulator
-from borobridge.checkpoint import FileCheckpointStore
+from borobridge.checkpoint import Checkpoint, FileCheckpointStore
+from borobridge.delivery import Batch
+from borobridge.errors import SinkError
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
@@ -165,6 +167,57 @@ async def test_cursor_stays_while_boro_fails(tmp_path: Path) -> None:
         sim.faults = Faults()
         await pipeline.poll_once()
         assert [stream.token for stream in pipeline.streams] != tokens
+
+
+class FlakyCommitter:
+    """The JSON-lines sink, failing the deliveries whose numbers (from 1) are in ``failing``."""
+
+    def __init__(self, sink: JsonLinesSink, failing: set[int]) -> None:
+        self.sink = sink
+        self.failing = failing
+        self.deliveries = 0
+
+    async def restore(self) -> dict[str, Checkpoint]:
+        return await self.sink.restore()
+
+    async def deliver(self, batch: Batch) -> None:
+        self.deliveries += 1
+        await asyncio.sleep(0.1)  # long enough for the next round to be read and fed meanwhile
+        if self.deliveries in self.failing:
+            raise SinkError(f"delivery {self.deliveries} refused by the test")
+        await self.sink.deliver(batch)
+
+
+async def test_a_failed_round_also_gives_up_the_round_prepared_behind_it(tmp_path: Path) -> None:
+    """A burst read in pages of 5 drains in many rounds; deliveries fail while the next round is already fed."""
+    sim = simulator_with_history(30, seed=29, projects=2, rate_per_second=10)
+    active_at_start = {f"{r.alarm['id']}-raised" for r in sim.records() if r.alarm.get("active") is True}
+    start_seq = sim.changes()[-1].seq
+    output = tmp_path / "events.jsonl"
+    committer = FlakyCommitter(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), output), set())
+    overrides = {"BOROBRIDGE_FIRST_START__MODE": "now", "BOROBRIDGE_BORO__PAGE_SIZE": "5"}
+    async with serve_simulator(sim) as url, httpx.AsyncClient() as http:
+        settings = bridge_settings(url, tmp_path, **overrides)
+        pipeline = Pipeline(BoroClient(http, settings.boro), committer, settings, server_name="boro-test")
+        try:
+            await pipeline.restore()
+            await pipeline.poll_once()
+            sim.advance(new_records=150)
+            committer.failing = {committer.deliveries + n for n in (2, 3, 6, 11, 12)}
+            expected = active_at_start | {_event_id(change) for change in sim.changes(start_seq)}
+            for _ in range(50):  # bounded: a cycle that meets a failure ends there
+                await pipeline.poll_once()
+                if {event["id"] for event in read_events(output)} >= expected:
+                    break
+        finally:
+            committer.sink.close()
+    assert committer.deliveries > max(committer.failing)
+    assert_exactly_once_in_order(read_events(output), sim, expected)
+
+
+def _event_id(change: Change) -> str:
+    suffix = "event" if change.type == "event" else ("cleared" if change.transition == "cleared" else "raised")
+    return f"{change.record_id}-{suffix}"
 
 
 async def test_first_start_now_raises_the_active_states_then_follows(tmp_path: Path) -> None:

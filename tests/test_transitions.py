@@ -53,6 +53,24 @@ def test_rollback_replays_identically() -> None:
     assert kinds(memory, *page) == first
 
 
+def test_a_commit_through_a_mark_keeps_only_what_was_fed_before_it() -> None:
+    """A round fed while the one before it is still being delivered stays undoable when that one commits."""
+    memory = TransitionMemory()
+    delivered = [decoded(1), decoded(2, type="event", active=None)]
+    kinds(memory, *delivered)
+    mark = memory.mark()
+    behind = [decoded(1, active=False), decoded(3)]
+    first = kinds(memory, *behind)
+    memory.commit(mark)
+    memory.rollback()
+    assert memory.active == [1]
+    assert kinds(memory, *delivered) == []
+    assert kinds(memory, *behind) == first
+    memory.commit()
+    memory.rollback()
+    assert memory.active == [3]
+
+
 def test_capacity_forgets_the_oldest_finished_ids_at_commit() -> None:
     memory = TransitionMemory(capacity=2)
     kinds(memory, *(decoded(i, type="event", active=None) for i in range(5)))
