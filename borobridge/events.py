@@ -87,9 +87,9 @@ _ENCODER: Final = msgspec.json.Encoder()
 _HEADER_NAMES: Final = {name: f"ce_{name}" for name in ATTRIBUTES}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per transition, and a frozen init costs 0.3 us more
 class CloudEvent:
-    """One encoded CloudEvent: its attributes (all strings) and its JSON ``data``.
+    """One encoded CloudEvent: its attributes (all strings) and its JSON ``data``; never changed once built.
 
     Events built by :class:`EventFactory` also carry the Kafka headers they share with every event of their task,
     probe and transition kind, encoded once; that is only a cache, and the headers are the same without it.
@@ -210,7 +210,8 @@ class EventFactory:
     def build(self, transition: AlarmTransition) -> CloudEvent:
         """The CloudEvent of one transition."""
         record = transition.record
-        shape = self._shape(record.project_id, record.task_id, record.app_id, transition.kind)
+        key = (record.project_id, record.task_id, record.app_id, transition.kind)
+        shape = self._shapes.get(key) or self._new_shape(key)
         kind = shape.kind
         duration, time, derived = _timing(transition)
         data = EventData(
@@ -238,13 +239,10 @@ class EventFactory:
         }
         return CloudEvent(attributes, _ENCODER.encode(data), shape.headers)
 
-    def _shape(self, project_id: int, task_id: int, app_id: int, transition: Transition) -> _Shape:
-        key = (project_id, task_id, app_id, transition)
-        shape = self._shapes.get(key)
-        if shape is None:
-            if len(self._shapes) >= _SHAPE_CACHE_LIMIT:
-                self._shapes.clear()
-            shape = self._shapes[key] = _new_shape(self.source(project_id, task_id), key)
+    def _new_shape(self, key: tuple[int, int, int, Transition]) -> _Shape:
+        if len(self._shapes) >= _SHAPE_CACHE_LIMIT:
+            self._shapes.clear()
+        shape = self._shapes[key] = _new_shape(self.source(key[0], key[1]), key)
         return shape
 
 

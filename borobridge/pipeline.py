@@ -171,7 +171,8 @@ class Pipeline:
         batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in page.rejected]
 
     def _events(self, stream: Stream, records: list[DecodedRecord]) -> list[CloudEvent]:
-        return [self._factory.build(transition) for transition in stream.memory.feed(records)]
+        build = self._factory.build
+        return [build(transition) for transition in stream.memory.feed(records)]
 
     async def _commit(self, batch: Batch, touched: list[Stream]) -> None:
         if not batch:

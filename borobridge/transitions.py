@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from borobridge.boro.models import AlarmRecord
 from borobridge.boro.queries import DecodedRecord
@@ -26,9 +27,8 @@ class Transition(StrEnum):
     EVENT = "event"
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmTransition:
-    """One transition of one record, with the record's exact bytes."""
+class AlarmTransition(msgspec.Struct, frozen=True, gc=False):
+    """One transition of one record, with the record's exact bytes (a Struct: one is built per transition)."""
 
     kind: Transition
     record: AlarmRecord

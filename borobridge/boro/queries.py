@@ -55,9 +55,8 @@ class AlarmQuery:
         return replace(self, update_token=token, page=1)
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedRecord:
-    """A record that decoded, with the exact bytes Boro sent for it."""
+class DecodedRecord(msgspec.Struct, frozen=True, gc=False):
+    """A record that decoded, with the exact bytes Boro sent for it (a Struct: one is built per record)."""
 
     record: AlarmRecord
     raw: bytes

@@ -211,14 +211,15 @@ class KafkaSink:
         return self._event_records(batch) + self._checkpoint_records(batch.checkpoints)
 
     def _event_records(self, batch: Batch) -> list[Record]:
-        event_topics = self._event_topics
+        event_topics, keeps_state = self._event_topics, self._keeps_state
+        encode = _structured if self._settings.mode == "structured" else _binary
         records: list[Record] = []
         for event in batch.events:
-            value, headers = self._encode(event)
-            project = event.attributes["project"]
-            topic = event_topics.get(project) or self._event_topic(project)
-            records.append((topic, event.key.encode(), value, headers))
-            if self._keeps_state and not event.attributes["id"].endswith("-event"):
+            attributes = event.attributes
+            value, headers = encode(event)
+            topic = event_topics.get(attributes["project"]) or self._event_topic(attributes["project"])
+            records.append((topic, attributes["partitionkey"].encode(), value, headers))
+            if keeps_state and not attributes["id"].endswith("-event"):
                 records.append(self._active_record(event, value, headers))
         records += [_dead_letter_record(self._settings.topics.dead_letters, letter) for letter in batch.dead_letters]
         return records
@@ -247,10 +248,13 @@ class KafkaSink:
             for checkpoint in checkpoints
         ]
 
-    def _encode(self, event: CloudEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
-        if self._settings.mode == "structured":
-            return event.structured(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
-        return event.data, event.kafka_binary_headers()
+
+def _binary(event: CloudEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return event.data, event.kafka_binary_headers()
+
+
+def _structured(event: CloudEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return event.structured(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
 async def _send(producer: Any, records: Sequence[Record]) -> None:
