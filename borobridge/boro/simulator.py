@@ -369,6 +369,7 @@ class _AlarmStore:
         self._log: list[Change] = []
         self._log_seconds: list[int] = []
         self._forgotten = 0  # changes dropped from the head of the log
+        self._project_seqs: dict[int, list[int]] = {}  # each project's changes, by seq: a query scans its own
 
     @property
     def seq(self) -> int:
@@ -396,10 +397,12 @@ class _AlarmStore:
         """Position in the log of the first change with ``updated_at >= second``."""
         return self._forgotten + bisect.bisect_left(self._log_seconds, second)
 
-    def changed_from(self, index: int) -> list[_Entry]:
-        """Records whose latest change sits at or after log position ``index``, in change order."""
+    def changed_from(self, index: int, project_id: int) -> list[_Entry]:
+        """One project's records whose latest change sits at or after log position ``index``, in change order."""
+        seqs = self._project_seqs.get(project_id, [])
         found = []
-        for change in self._log[max(index - self._forgotten, 0) :]:
+        for seq in seqs[bisect.bisect_left(seqs, index + 1) :]:  # the change at position p has seq p + 1
+            change = self._log[seq - 1 - self._forgotten]
             entry = self._entries[change.record_id]
             if entry.seq == change.seq:
                 found.append(entry)
@@ -426,6 +429,8 @@ class _AlarmStore:
                 del self._entries[change.record_id]
         del self._log[:cut], self._log_seconds[:cut]
         self._forgotten += cut
+        for seqs in self._project_seqs.values():
+            del seqs[: bisect.bisect_right(seqs, self._forgotten)]
 
     def _record(self, entry: _Entry, transition: Literal["created", "cleared"]) -> None:
         entry.seq = self.seq + 1
@@ -436,6 +441,7 @@ class _AlarmStore:
         )
         self._log.append(change)
         self._log_seconds.append(entry.updated_at)
+        self._project_seqs.setdefault(alarm.project_id, []).append(change.seq)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1043,7 +1049,7 @@ class Simulator:
 
     def _alarms_after_sequence(self, query: _AlarmQuery, token: float, repeat: bool) -> JSON:
         boundary = max(math.floor(token), 0)
-        matching = [e for e in self._store.changed_from(boundary) if query.matches(e)]
+        matching = [e for e in self._store.changed_from(boundary, query.project_id) if query.matches(e)]
         chunk = matching[: query.limit]
         full = len(chunk) == query.limit
         next_token = chunk[-1].seq if full else self._store.seq
@@ -1053,7 +1059,7 @@ class Simulator:
 
     def _alarms_from_second(self, query: _AlarmQuery, token: float, repeat: bool) -> JSON:
         boundary = self._store.index_of_second(math.ceil(token))
-        changed = [e for e in self._store.changed_from(boundary) if query.matches(e)]
+        changed = [e for e in self._store.changed_from(boundary, query.project_id) if query.matches(e)]
         matching = sorted(changed, key=_by_time_then_id)
         chunk = matching[: query.limit]
         full = len(chunk) == query.limit
