@@ -14,12 +14,18 @@ from typing import Final
 import msgspec
 
 from borobridge.errors import CheckpointError
+from borobridge.reading import Position, Window
+from borobridge.transitions import Finished
 
-CHECKPOINT_VERSION: Final = 1
+CHECKPOINT_VERSION: Final = 2
 
 
 class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
-    """Where one stream stands: the token of its last delivered reply and its transition memory."""
+    """Where one stream stands: its read position, its transition memory and the tasks it has seen.
+
+    Version 1 kept only ``update_token``, ``backfill_from`` and ``done`` (finished ids without times); a version 1
+    record is still read (:meth:`resumed_position`, and its ``done`` ids are kept until Boro's time dates them).
+    """
 
     version: int = CHECKPOINT_VERSION
     stream: str
@@ -28,6 +34,16 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     active: list[int] = []
     done: list[int] = []
     committed_at: float = 0.0
+    position: Position | None = None
+    finished: list[Finished] = []
+    tasks: list[int] = []
+
+    def resumed_position(self) -> Position:
+        """The read position this record describes, whichever version wrote it."""
+        if self.position is not None:
+            return self.position
+        windows = (Window(self.backfill_from),) if self.backfill_from is not None else ()
+        return Position(token=self.update_token, windows=windows)
 
 
 class LocalState(msgspec.Struct, kw_only=True):

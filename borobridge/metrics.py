@@ -30,5 +30,11 @@ class Metrics:
             ["stream"],
             registry=reg,
         )
+        self.reconciled = Counter(
+            "borobridge_reconciled_transitions",
+            "Transitions the reconciliation sweep found that the token path had missed",
+            ["stream"],
+            registry=reg,
+        )
         self.active_alarms = Gauge("borobridge_active_alarms", "Alarms currently raised", registry=reg)
         self.mqtt_relay_lag = Gauge("borobridge_mqtt_relay_lag", "Kafka records not yet relayed to MQTT", registry=reg)

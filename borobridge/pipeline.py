@@ -1,38 +1,61 @@
-"""The poll cycle: fetch after each cursor, find transitions, build events, deliver, commit.
+"""The poll cycle: drain → build the batch → deliver → advance.
 
-A round is delivered as one :class:`~borobridge.delivery.Batch` (events, dead letters and checkpoints together),
-and cursors and transition memories advance only once the committer confirmed it. A failed delivery rolls the
-memories back, so the next poll from the same cursor yields the very same events. While one round is being
-delivered the next is read and fed, so the CPU works while the sink waits for its broker; that round is
-delivered only once the one before it is committed, and given up with it when it fails.
+Each round asks Boro, in one batched request, for the next read of every stream that is due (its poll interval
+has passed, or a period read or snapshot is unfinished) and of every reconciliation sweep under way. What the
+reading strategy (:mod:`borobridge.reading`) makes of the answers is fed to each stream's transition memory and
+delivered as one :class:`~borobridge.delivery.Batch` with the new checkpoints; positions and memories advance only
+once the committer confirmed it, and a failed delivery rolls them back, so the next read from the same position
+yields the very same events. While one round is delivered the next is read and fed; it is delivered only once the
+one before it is committed, and given up with it when that fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
 
+from borobridge import reading
 from borobridge.backoff import Backoff
-from borobridge.boro.backfill import BackfillStep, backfill
 from borobridge.boro.client import BoroClient, PageResult
-from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
+from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer, DeadLetter
 from borobridge.errors import BoroError, BridgeError
 from borobridge.events import CloudEvent, EventFactory
 from borobridge.health import Health
 from borobridge.metrics import Metrics
-from borobridge.settings import FirstStartSettings, Settings
+from borobridge.reading import Position
+from borobridge.settings import Settings
 from borobridge.streams import Stream, open_stream, stream_id
+from borobridge.transitions import AlarmTransition
 
 log = logging.getLogger(__name__)
 
-Round = Sequence[tuple[AlarmQuery, PageResult]]
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One read step of one stream: its own position moved on, or its reconciliation sweep."""
+
+    stream: Stream
+    purpose: Literal["poll", "sweep"]
+    position: Position
+    queries: list[AlarmQuery]
+
+
+@dataclass
+class Round:
+    """One round, fed and batched, waiting for the round before it to be committed."""
+
+    batch: Batch = field(default_factory=Batch)
+    touched: list[Stream] = field(default_factory=list)
+    reads: int = 0
+    failures: list[BoroError] = field(default_factory=list)
 
 
 class Pipeline:
@@ -47,7 +70,7 @@ class Pipeline:
         server_name: str,
         metrics: Metrics | None = None,
         health: Health | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._committer = committer
@@ -59,6 +82,8 @@ class Pipeline:
         self._clock = clock
         self._saved: dict[str, Checkpoint] = {}
         self._streams: dict[int, Stream] = {}
+        self._due: dict[str, float] = {}  # when each stream is read next in this cycle (this process's clock)
+        self._next_sweep: dict[str, float] = {}
         self._next_discovery = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
 
@@ -73,29 +98,6 @@ class Pipeline:
         self._saved = saved if keep_cursors else {}
         log.info("restored %d of %d stream checkpoints", len(self._saved), len(saved))
 
-    async def poll_once(self) -> float:
-        """One cycle over every stream; returns how long to wait before the next one.
-
-        Cycles start every ``poll_interval`` (a record waits at most one interval for its poll), or after a
-        backoff when the cycle failed.
-        """
-        started = self._clock()
-        try:
-            await self._discover()
-            await self._start_streams([s for s in self._streams.values() if not s.polling])
-            await self._poll_tokens([s for s in self._streams.values() if s.polling])
-        except BridgeError as error:
-            if not error.retriable:
-                raise
-            if isinstance(error, BoroError):
-                self._health.boro_failed(str(error))
-            return self._failed(error)
-        self._health.boro_succeeded()
-        elapsed = self._clock() - started
-        self._metrics.poll_seconds.observe(elapsed)
-        self._backoff.reset()
-        return max(0.0, self._settings.boro.poll_interval - elapsed)  # cycles start every interval
-
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; the cycle in flight always finishes and commits."""
         while not stop.is_set():
@@ -105,6 +107,152 @@ class Pipeline:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 continue
+
+    async def poll_once(self) -> float:
+        """One cycle: rounds until no stream is due; returns how long to wait before the next cycle."""
+        started = self._clock()
+        try:
+            await self._discover()
+            self._due = dict.fromkeys((stream.id for stream in self._streams.values()), started)
+            reads = await self._drain()
+        except BridgeError as error:
+            if not error.retriable:
+                raise
+            if isinstance(error, BoroError):
+                self._health.boro_failed(str(error))
+            return self._failed(error)
+        if reads:
+            self._health.boro_succeeded()
+            self._metrics.poll_seconds.observe(self._clock() - started)
+        self._backoff.reset()
+        return self._until_due(started)
+
+    async def _drain(self) -> int:
+        """Read, feed and deliver rounds while streams are due; each round is read while the one before it is
+        delivered. Returns the reads made."""
+        delivering: asyncio.Task[None] | None = None
+        done = 0
+        try:
+            for _ in range(self._settings.boro.retry.max_drain_requests):
+                reads = self._due_reads()
+                if not reads:
+                    break
+                round_ = self._prepare(reads, await self._client.task_alarms([q for r in reads for q in r.queries]))
+                if delivering is not None:
+                    previous, delivering = delivering, None
+                    await _delivered(previous, round_)
+                if round_.failures and len(round_.failures) == len(reads):
+                    raise round_.failures[0]  # Boro failed every read: back off
+                done += len(reads)
+                delivering = asyncio.create_task(self._commit(round_))
+            if delivering is not None:
+                last, delivering = delivering, None
+                await last
+        finally:
+            if delivering is not None:  # this cycle failed while a round was being delivered: let that end first
+                await asyncio.wait([delivering])
+                if not delivering.cancelled():
+                    delivering.exception()  # it committed or rolled itself back; the failure above is the news
+        return done
+
+    def _due_reads(self) -> list[Read]:
+        """The next read of every stream that is due, and of every sweep under way."""
+        now = self._clock()
+        reads: list[Read] = []
+        for stream in self._streams.values():
+            due = self._due.get(stream.id, 0.0)
+            if now >= due:
+                reads.append(Read(stream, "poll", stream.position, stream.queries(stream.position)))
+            elif due == math.inf:
+                continue  # failed in this cycle: the next cycle tries again
+            sweep = stream.sweep or self._start_sweep(stream, now)
+            if sweep is not None:
+                reads.append(Read(stream, "sweep", sweep, stream.queries(sweep)))
+        return reads
+
+    def _start_sweep(self, stream: Stream, now: float) -> Position | None:
+        options = self._settings.reconcile
+        if stream.position.busy or now < self._next_sweep.setdefault(stream.id, now + options.interval):
+            return None
+        self._next_sweep[stream.id] = now + options.interval
+        stream.sweep = reading.sweep_position(stream.position.clock, options.window)
+        return stream.sweep
+
+    def _prepare(self, reads: list[Read], results: list[PageResult]) -> Round:
+        """Feed every answer to its stream and build the round's batch; nothing is delivered here."""
+        round_ = Round(reads=len(reads))
+        touched: dict[str, Stream] = {}
+        replies = iter(results)
+        for read in reads:
+            pages = [next(replies) for _ in read.queries]
+            try:
+                checked = _checked(read.position, pages)
+            except BoroError as error:
+                round_.failures.append(self._count_failure(read, error))
+                continue
+            if self._feed(read, checked, round_.batch):
+                touched[read.stream.id] = read.stream
+        for stream in touched.values():
+            round_.batch.checkpoints.append(stream.checkpoint())
+        round_.touched = list(touched.values())
+        return round_
+
+    def _feed(self, read: Read, pages: list[AlarmPage], batch: Batch) -> bool:
+        """Feed one read's answer; True when the stream's checkpoint changed."""
+        stream = read.stream
+        fed = stream.feed(read.position, read.queries, pages, self._settings.boro.reply_order)
+        self._metrics.records.inc(sum(page.size for page in pages))
+        if read.purpose == "sweep":
+            stream.sweep = fed.position if fed.position.windows else None
+            self._count_reconciled(stream, fed.transitions)
+        else:
+            stream.position = fed.position
+            pause = 0.0 if fed.position.busy else self._settings.boro.poll_interval
+            self._due[stream.id] = self._clock() + pause
+        build = self._factory.build
+        batch.events += [build(transition) for transition in fed.transitions]
+        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in fed.rejected]
+        return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and fed.position != read.position)
+
+    def _count_reconciled(self, stream: Stream, transitions: Iterable[AlarmTransition]) -> None:
+        for transition in transitions:
+            self._metrics.reconciled.labels(stream.id).inc()
+            log.warning(
+                "stream %s: the reconciliation sweep found record %d (%s) that the token path missed",
+                stream.id,
+                transition.record.id,
+                transition.kind,
+            )
+
+    async def _commit(self, round_: Round) -> None:
+        batch = round_.batch
+        started = self._clock()
+        if batch:
+            try:
+                await self._committer.deliver(batch)
+            except BridgeError:
+                for stream in round_.touched:
+                    stream.rollback()
+                raise
+            self._metrics.publish_seconds.observe(self._clock() - started)
+        self._health.progress()
+        self._metrics.polls.labels("ok").inc(round_.reads - len(round_.failures))
+        self._metrics.dead_letters.inc(len(batch.dead_letters))
+        self._count_published(batch.events)
+        now = time.time()
+        for stream in round_.touched:
+            stream.advance(self._settings.reconcile.window)
+            self._metrics.cursor_commit_time.labels(stream.id).set(now)
+        self._metrics.active_alarms.set(sum(len(s.memory.active) for s in self._streams.values()))
+
+    def _count_published(self, events: list[CloudEvent]) -> None:
+        """Count delivered transitions, once per label set rather than once per event."""
+        kinds = Counter(
+            (event.attributes["id"].rpartition("-")[2], event.attributes["severity"], event.attributes["triggergroup"])
+            for event in events
+        )
+        for (transition, level, group), count in kinds.items():
+            self._metrics.transitions.labels(transition, level, group).inc(count)
 
     async def _discover(self) -> None:
         projects = self._settings.boro.projects
@@ -117,166 +265,29 @@ class Pipeline:
         self._next_discovery = self._clock() + self._settings.boro.discovery_interval
 
     def _ensure_streams(self, project_ids: Iterable[int]) -> None:
+        boro = self._settings.boro
         for project_id in project_ids:
             if project_id not in self._streams:
-                saved = self._saved.get(stream_id(self._server, project_id, self._settings.boro))
-                stream = open_stream(self._server, project_id, self._settings.boro, saved)
+                saved = self._saved.get(stream_id(self._server, project_id, boro))
+                stream = open_stream(self._server, project_id, boro, saved, self._settings.first_start)
                 self._streams[project_id] = stream
-                log.info("stream %s opened at token %s", stream.id, stream.token)
+                log.info("stream %s opened at %s", stream.id, _describe(stream.position))
 
-    async def _poll_tokens(self, streams: list[Stream]) -> None:
-        """Drain every stream; each round is prepared while the one before it is delivered, then delivered."""
-        delivering: asyncio.Task[None] | None = None
-        try:
-            async with aclosing(self._client.drain([stream.query for stream in streams])) as rounds:
-                async for round_ in rounds:
-                    prepared = self._prepare_round(round_)
-                    if delivering is not None:
-                        previous, delivering = delivering, None
-                        await _delivered(previous, prepared)
-                    for stream, page in prepared.stuck:
-                        self._begin_catch_up(stream, page)
-                    if prepared.failures and len(prepared.failures) == len(round_):
-                        raise prepared.failures[0]  # Boro failed every stream: back off
-                    delivering = asyncio.create_task(self._commit(prepared.batch, prepared.touched))
-            if delivering is not None:
-                last, delivering = delivering, None
-                await last
-        finally:
-            if delivering is not None:  # this cycle failed while a round was being delivered: let that end first
-                await asyncio.wait([delivering])
-                if not delivering.cancelled():
-                    delivering.exception()  # it committed or rolled itself back; the failure above is the news
+    def _until_due(self, started: float) -> float:
+        """Cycles start every poll interval (a record waits at most one interval), or at once while a sweep or a
+        period read has more to do than one cycle's requests."""
+        if any(stream.sweep or stream.position.busy for stream in self._streams.values()):
+            return 0.0
+        return max(0.0, started + self._settings.boro.poll_interval - self._clock())
 
-    def _prepare_round(self, round_: Round) -> _PreparedRound:
-        """Feed every page to its stream's memory and build the batch; nothing is delivered or committed here."""
-        prepared = _PreparedRound()
-        for query, result in round_:
-            stream = self._streams[query.project_id]
-            if isinstance(result, BoroError):
-                prepared.failures.append(self._count_failure(stream, result))
-                continue
-            if result.full and result.update_token == query.update_token:
-                prepared.stuck.append((stream, result))
-                continue
-            self._add_page(prepared.batch, stream, result)
-            prepared.batch.checkpoints.append(stream.checkpoint(_forward(query.update_token, result.update_token)))
-            prepared.touched.append(stream)
-        return prepared
-
-    def _add_page(self, batch: Batch, stream: Stream, page: AlarmPage) -> None:
-        self._metrics.polls.labels("ok").inc()
-        self._metrics.records.inc(page.size)
-        batch.events += self._events(stream, page.records)
-        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in page.rejected]
-
-    def _events(self, stream: Stream, records: list[DecodedRecord]) -> list[CloudEvent]:
-        build = self._factory.build
-        return [build(transition) for transition in stream.memory.feed(records)]
-
-    async def _commit(self, batch: Batch, touched: list[Stream]) -> None:
-        if not batch:
-            return
-        started = self._clock()
-        try:
-            await self._committer.deliver(batch)
-        except BridgeError:
-            for stream in touched:
-                stream.rollback()
-            raise
-        self._health.progress()
-        self._metrics.publish_seconds.observe(self._clock() - started)
-        self._metrics.dead_letters.inc(len(batch.dead_letters))
-        self._count_published(batch.events)
-        by_id = {checkpoint.stream: checkpoint for checkpoint in batch.checkpoints}
-        for stream in touched:
-            stream.advance(by_id[stream.id])
-            self._metrics.cursor_commit_time.labels(stream.id).set(self._clock())
-        self._metrics.active_alarms.set(sum(len(s.memory.active) for s in self._streams.values()))
-
-    def _count_published(self, events: list[CloudEvent]) -> None:
-        """Count delivered transitions, once per label set rather than once per event."""
-        kinds = Counter(
-            (event.attributes["id"].rpartition("-")[2], event.attributes["severity"], event.attributes["triggergroup"])
-            for event in events
-        )
-        for (transition, level, group), count in kinds.items():
-            self._metrics.transitions.labels(transition, level, group).inc(count)
-
-    async def _start_streams(self, streams: list[Stream]) -> None:
-        """First start, backfill or catch-up of each stream that needs it; one stream's failure spares the rest."""
-        failures: list[BoroError] = []
-        for stream in streams:
-            try:
-                await self._start_stream(stream)
-            except BoroError as error:
-                failures.append(self._count_failure(stream, error))
-        if failures and len(failures) == len(self._streams):
-            raise failures[0]
-
-    async def _start_stream(self, stream: Stream) -> None:
-        if stream.catch_up_from is not None:
-            await self._plan_backfill(stream, stream.catch_up_from)
-        elif stream.token is None:
-            await self._first_start(stream, self._settings.first_start)
-        if stream.backfill_from is not None:
-            await self._backfill(stream, stream.backfill_from)
-
-    async def _first_start(self, stream: Stream, first_start: FirstStartSettings) -> None:
-        if first_start.mode == "now":
-            await self._snapshot(stream, await self._current_token(stream))
-            return
-        await self._plan_backfill(stream, int(first_start.since.timestamp()) if first_start.since else 1)
-
-    async def _current_token(self, stream: Stream) -> int | float:
-        [probe] = await self._client.task_alarms([replace(stream.query, limit=1, update_token=None)])
-        if isinstance(probe, BoroError):
-            raise probe
-        return probe.update_token
-
-    async def _plan_backfill(self, stream: Stream, since: int) -> None:
-        """Commit the token to continue with afterwards, then read from ``since`` by period."""
-        token = await self._current_token(stream)
-        await self._commit(Batch(checkpoints=[stream.checkpoint(token, backfill_from=since)]), [stream])
-        log.info("stream %s: reading by period from %s, then token %s", stream.id, since, token)
-
-    async def _snapshot(self, stream: Stream, token: int | float) -> None:
-        """Raise every currently active state, then start from ``token``, in one commit."""
-        batch = Batch()
-        query = replace(stream.query, active_states_only=True, update_token=None)
-        async for page in self._client.pages(query):
-            self._add_page(batch, stream, page)
-        batch.checkpoints.append(stream.checkpoint(token))
-        await self._commit(batch, [stream])
-        log.info("stream %s: started now at token %s with %d active alarms", stream.id, token, len(batch.events))
-
-    async def _backfill(self, stream: Stream, start: int) -> None:
-        token = stream.token
-        steps = backfill(self._client, replace(stream.query, update_token=None), start, int(self._clock()))
-        async for step in steps:
-            await self._deliver_backfill_step(stream, token, step)
-
-    async def _deliver_backfill_step(self, stream: Stream, token: int | float | None, step: BackfillStep) -> None:
-        batch = Batch()
-        self._add_page(batch, stream, step.page)
-        batch.checkpoints.append(stream.checkpoint(token, backfill_from=step.resume_from))
-        await self._commit(batch, [stream])
-
-    def _begin_catch_up(self, stream: Stream, page: AlarmPage) -> None:
-        """A full page whose token did not move: read by period from the page's oldest trigger time instead.
-
-        Records behind the token changed no earlier than those on the page, and a record changes no earlier
-        than it was triggered, so nothing behind the token is older than that time.
-        """
-        oldest = min((item.record.trigger_time for item in page.records), default=int(self._clock()) - 3600)
-        log.warning("stream %s: a full page did not advance token %s; reading from %d", stream.id, stream.token, oldest)
-        self._metrics.polls.labels("stuck_token").inc()
-        stream.catch_up_from = oldest
-
-    def _count_failure(self, stream: Stream, error: BoroError) -> BoroError:
+    def _count_failure(self, read: Read, error: BoroError) -> BoroError:
         self._metrics.polls.labels("error").inc()
         self._metrics.errors.labels(error.kind).inc()
-        log.warning("stream %s: poll failed, cursor stays at %s: %s", stream.id, stream.token, error)
+        stream = read.stream
+        if read.purpose == "sweep":
+            stream.sweep = None  # the next sweep starts over
+        self._due[stream.id] = math.inf
+        log.warning("stream %s: read failed, position stays at %s: %s", read.stream.id, _describe(read.position), error)
         return error
 
     def _failed(self, error: BridgeError) -> float:
@@ -286,17 +297,18 @@ class Pipeline:
         return max(delay, 0.0)
 
 
-@dataclass
-class _PreparedRound:
-    """One drain round, fed and batched, waiting for the round before it to be committed."""
+def _checked(position: Position, results: list[PageResult]) -> list[AlarmPage]:
+    """The pages of one read, or the first error among them (a refused token counts as one)."""
+    pages: list[AlarmPage] = []
+    for result in results:
+        if isinstance(result, BoroError):
+            raise result
+        reading.check_reply(position, result)
+        pages.append(result)
+    return pages
 
-    batch: Batch = field(default_factory=Batch)
-    touched: list[Stream] = field(default_factory=list)
-    stuck: list[tuple[Stream, AlarmPage]] = field(default_factory=list)  # full pages whose token did not move
-    failures: list[BoroError] = field(default_factory=list)
 
-
-async def _delivered(delivery: asyncio.Task[None], prepared: _PreparedRound) -> None:
+async def _delivered(delivery: asyncio.Task[None], prepared: Round) -> None:
     """Wait for the round before ``prepared``; when it failed, ``prepared`` is given up too."""
     try:
         await delivery
@@ -306,9 +318,10 @@ async def _delivered(delivery: asyncio.Task[None], prepared: _PreparedRound) -> 
         raise
 
 
-def _forward(current: int | float | None, new: int | float) -> int | float:
-    """Cursors never move backwards."""
-    if current is not None and new < current:
-        log.warning("Boro returned token %s below the cursor %s; keeping the cursor", new, current)
-        return current
-    return new
+def _describe(position: Position) -> str:
+    if position.snapshot:
+        return f"the active-state snapshot (page {position.page})"
+    if position.windows:
+        window = position.windows[0]
+        return f"period {window.low}..{'' if window.high is None else window.high}"
+    return f"token {position.token}"

@@ -82,6 +82,14 @@ class FirstStartSettings(Base, frozen=True):
     since: dt.datetime | None = None
 
 
+class ReconcileSettings(Base, frozen=True):
+    """The reconciliation sweep: every ``interval`` seconds each stream re-reads the last ``window`` seconds of
+    Boro's clock by period and delivers whatever the token path missed."""
+
+    interval: PositiveFloat = 300.0
+    window: PositiveInt = 900
+
+
 class SimulatorSettings(Base, frozen=True):
     """The built-in Boro simulator used when ``boro.url`` is empty (the embedded default)."""
 
@@ -205,6 +213,7 @@ class Settings(Base, frozen=True):
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "borobridge"
     boro: BoroSettings = BoroSettings()
     first_start: FirstStartSettings = FirstStartSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     output: OutputSettings = OutputSettings()
     state: StateSettings = StateSettings()

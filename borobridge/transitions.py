@@ -1,13 +1,13 @@
 """Records to transitions: ``raised``, ``cleared`` and ``event``, each emitted once (pure, no I/O).
 
 A stream's :class:`TransitionMemory` knows which alarms the bridge has raised and which record ids are done
-(event emitted, or state cleared). Feeding it a page yields the new transitions; changes are journalled so that a
-page whose delivery failed can be rolled back and replayed identically.
+(event emitted, or state cleared), each with the latest Boro time its change can have. Feeding it a page yields
+the new transitions; changes are journalled so that a page whose delivery failed can be rolled back and replayed
+identically. Finished ids are forgotten by Boro time, never by count: only once no read can reach back to them.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from enum import StrEnum
 
@@ -16,7 +16,7 @@ import msgspec
 from borobridge.boro.models import AlarmRecord
 from borobridge.boro.queries import DecodedRecord
 
-DEFAULT_MEMORY = 5_000
+BUCKET_SECONDS = 60  # finished ids are kept in buckets of this many seconds of Boro time
 
 
 class Transition(StrEnum):
@@ -36,15 +36,26 @@ class AlarmTransition(msgspec.Struct, frozen=True, gc=False):
     synthetic: bool = False
 
 
-class TransitionMemory:
-    """The raised alarms and the recently finished record ids of one stream."""
+class Finished(msgspec.Struct, frozen=True, array_like=True):
+    """Record ids finished in one bucket: none of their changes is later than ``until`` (Boro time)."""
 
-    def __init__(self, active: Iterable[int] = (), done: Iterable[int] = (), capacity: int = DEFAULT_MEMORY) -> None:
+    until: int
+    ids: list[int]
+
+
+class TransitionMemory:
+    """The raised alarms and the finished record ids of one stream that a read may still meet."""
+
+    def __init__(self, active: Iterable[int] = (), finished: Iterable[Finished] = ()) -> None:
         self._active: dict[int, None] = dict.fromkeys(active)
-        self._done: OrderedDict[int, None] = OrderedDict.fromkeys(done)
-        self._capacity = capacity
+        self._buckets: dict[int, set[int]] = {}
+        self._bucket_of: dict[int, int] = {}
+        for bucket in finished:
+            for record_id in bucket.ids:
+                self._put(record_id, bucket.until)
         self._journal: list[tuple[str, int]] = []
         self._committed = 0  # journal entries committed so far, ever: marks count from the first feed
+        self._until = 0  # the bucket of the records being fed
 
     @property
     def active(self) -> list[int]:
@@ -52,12 +63,26 @@ class TransitionMemory:
         return list(self._active)
 
     @property
-    def done(self) -> list[int]:
-        """Recently finished record ids, oldest first."""
-        return list(self._done)
+    def finished(self) -> list[Finished]:
+        """Finished record ids by bucket, oldest bucket first."""
+        return [Finished(until, sorted(ids)) for until, ids in sorted(self._buckets.items())]
 
-    def feed(self, records: Iterable[DecodedRecord]) -> list[AlarmTransition]:
-        """The transitions these records add, in their order; repeats yield nothing."""
+    @property
+    def done(self) -> set[int]:
+        """Every finished record id still remembered."""
+        return set(self._bucket_of)
+
+    def feed(self, records: Iterable[DecodedRecord], until: int | None = None) -> list[AlarmTransition]:
+        """The transitions these records add, in their order; repeats yield nothing.
+
+        ``until`` is the latest Boro time any of these records can have changed at (None: not known yet, they
+        are kept until a later feed gives a time).
+        """
+        self._until = _bucket(until)
+        if until is not None and UNKNOWN_TIME in self._buckets:
+            for record_id in list(self._buckets[UNKNOWN_TIME]):  # the first Boro time known dates them
+                self._drop(record_id)
+                self._put(record_id, self._until)
         transitions: list[AlarmTransition] = []
         for item in records:
             transitions += self._transitions_of(item)
@@ -68,13 +93,21 @@ class TransitionMemory:
         return self._committed + len(self._journal)
 
     def commit(self, through: int | None = None) -> None:
-        """Keep what was fed up to ``through`` (a :meth:`mark`; default: everything fed), and forget the oldest
-        finished ids past the capacity."""
+        """Keep what was fed up to ``through`` (a :meth:`mark`; default: everything fed)."""
         kept = len(self._journal) if through is None else through - self._committed
         del self._journal[:kept]
         self._committed += kept
-        while len(self._done) > self._capacity:
-            self._done.popitem(last=False)
+
+    def forget_before(self, horizon: int) -> None:
+        """Forget the finished ids whose changes all lie before ``horizon`` (Boro time), once no read reaches them.
+
+        Only committed ids go: a bucket that holds ids fed since the last commit stays, so a rollback finds them.
+        """
+        pending = {record_id for change, record_id in self._journal if change == "finish"}
+        for until in [until for until in self._buckets if until < horizon]:
+            if self._buckets[until].isdisjoint(pending):
+                for record_id in self._buckets.pop(until):
+                    del self._bucket_of[record_id]
 
     def rollback(self) -> None:
         """Undo everything fed since the last commit."""
@@ -82,14 +115,14 @@ class TransitionMemory:
             if change == "raise":
                 del self._active[record_id]
             elif change == "finish":
-                self._done.pop(record_id, None)  # the capacity may have forgotten it already
+                self._drop(record_id)
             else:
                 self._active[record_id] = None
         self._journal.clear()
 
     def _transitions_of(self, item: DecodedRecord) -> list[AlarmTransition]:
         record = item.record
-        if record.id in self._done:
+        if record.id in self._bucket_of:
             return []
         if record.type == "event":
             self._finish(record.id)
@@ -117,5 +150,26 @@ class TransitionMemory:
         self._journal.append(("raise", record_id))
 
     def _finish(self, record_id: int) -> None:
-        self._done[record_id] = None
+        self._put(record_id, self._until)
         self._journal.append(("finish", record_id))
+
+    def _put(self, record_id: int, until: int) -> None:
+        self._buckets.setdefault(until, set()).add(record_id)
+        self._bucket_of[record_id] = until
+
+    def _drop(self, record_id: int) -> None:
+        until = self._bucket_of.pop(record_id)
+        bucket = self._buckets[until]
+        bucket.discard(record_id)
+        if not bucket:
+            del self._buckets[until]
+
+
+UNKNOWN_TIME = 2**53  # the bucket of ids finished before any Boro time was known: kept until one is
+
+
+def _bucket(until: int | None) -> int:
+    """The end of the bucket that holds ``until``: a bucket's ``until`` is never earlier than its ids' changes."""
+    if until is None:
+        return UNKNOWN_TIME
+    return -(-until // BUCKET_SECONDS) * BUCKET_SECONDS

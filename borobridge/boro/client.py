@@ -1,4 +1,4 @@
-"""The Boro Control API client: batched TaskAlarms calls, drain, backfill, discovery and signing.
+"""The Boro Control API client: batched TaskAlarms calls, discovery and signing.
 
 It takes an injected ``httpx.AsyncClient``, so tests hand it an ``httpx.MockTransport`` or point it at the
 simulator over real HTTP. Every failure becomes a :class:`~borobridge.errors.BoroError`; nothing here moves a
@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -96,47 +96,6 @@ class BoroClient:
             results += [self._page(query, item) for query, item in zip(batch, items, strict=True)]
         return results
 
-    async def drain(self, queries: Sequence[AlarmQuery]) -> AsyncGenerator[list[tuple[AlarmQuery, PageResult]]]:
-        """Yield rounds of results; streams whose page was full are asked again with the new token.
-
-        The next round is requested while the caller delivers this one, from this round's tokens: a read ahead
-        that moves no cursor, since cursors are the caller's to move once a round is committed. A caller that
-        stops iterating (its delivery failed) drops the read ahead; close the generator (``aclosing``) to cancel it.
-        """
-        pending = list(queries)
-        ahead: asyncio.Task[list[PageResult]] | None = None
-        budget = self._settings.retry.max_drain_requests
-        try:
-            for request in range(1, budget + 1):
-                if not pending:
-                    return
-                results = await (ahead or self.task_alarms(pending))
-                ahead = None
-                following = [
-                    query.after(result.update_token)
-                    for query, result in zip(pending, results, strict=True)
-                    if isinstance(result, AlarmPage) and result.full and result.update_token != query.update_token
-                ]
-                if following and request < budget:
-                    ahead = asyncio.create_task(self.task_alarms(following))
-                yield list(zip(pending, results, strict=True))
-                pending = following
-        finally:
-            if ahead is not None:
-                await _cancelled(ahead)
-
-    async def pages(self, query: AlarmQuery) -> AsyncIterator[AlarmPage]:
-        """Every page of a query without token, from ``query.page`` to the last; raises on the first error."""
-        page_number = query.page
-        while True:
-            [result] = await self.task_alarms([replace(query, page=page_number, update_token=None)])
-            if isinstance(result, BoroError):
-                raise result
-            yield result
-            if page_number >= result.total_pages or not result.full:
-                return
-            page_number += 1
-
     async def project_ids(self) -> list[int]:
         """Every project the user can see, through ProjectsList paging."""
         ids: list[int] = []
@@ -194,8 +153,6 @@ class BoroClient:
         except msgspec.DecodeError as exc:
             return BoroReplyError(f"result is not a TaskAlarms result: {exc}", method=item.method, item_id=item.id)
         records, rejected = _decode_records(query.project_id, result.alarms)
-        if self._settings.reply_order == "newest_first":
-            records.reverse()
         return AlarmPage(
             query=query,
             records=records,
@@ -203,15 +160,8 @@ class BoroClient:
             update_token=result.update_token,
             current_page=result.current_page,
             total_pages=result.total_pages,
+            limit_value=result.limit_value,
         )
-
-
-async def _cancelled(task: asyncio.Task[Any]) -> None:
-    """Cancel a read ahead nobody wants any more and wait for it; whatever it raised no longer matters."""
-    task.cancel()
-    await asyncio.wait([task])
-    if not task.cancelled():
-        task.exception()
 
 
 def _signer_from(settings: BoroSettings) -> Signer | None:

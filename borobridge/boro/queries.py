@@ -81,6 +81,7 @@ class AlarmPage:
     update_token: int | float
     current_page: int
     total_pages: int
+    limit_value: int
 
     @property
     def size(self) -> int:
@@ -89,5 +90,5 @@ class AlarmPage:
 
     @property
     def full(self) -> bool:
-        """A full page means more may be waiting behind the token."""
-        return self.size >= self.query.limit
+        """More may be waiting than this page holds, by the reply's own ``limit_value`` and ``total_pages``."""
+        return self.size >= self.limit_value or (self.size > 0 and self.current_page < self.total_pages)

@@ -1,0 +1,297 @@
+"""What to ask Boro next for one stream, and where the stream stands after each reply (pure: no I/O).
+
+Boro's documentation leaves ``update_token`` open: it may be a change counter, the Unix second of the last record
+on the page, or the server's clock at the reply; compared with ``>=`` or ``>``; replies oldest- or newest-first;
+the server's clock off ours by an hour. The rules below hold for every one of these readings at once, and no
+setting says which one the server uses.
+
+- **Trust a token only from a complete answer**: a token query or an open-ended period listing (no
+  ``period_to``) whose page is not full, judged by the reply's own ``limit_value`` and ``total_pages``. Such an
+  answer holds every change up to the reply, so its token is a safe place to continue from.
+- **Ask inclusively**: a token is sent as ``token - 1``, so a record written later in the token's own second is
+  offered again whatever the comparison; the transition memory drops the repeats by identity.
+- **Behind a full page, read by period** on Boro's own clock, from the stream's :attr:`Position.floor` (every
+  change before it is delivered): first the open window ``[floor - 1, ...)``; when that is full it is split at
+  the latest Boro time seen into a bounded window and a new open one. A bounded window that comes back full is
+  halved (the halves share their boundary second); one second with more than a page is paged, and re-read until
+  a whole pass finds nothing new, because a state that clears meanwhile leaves the window and shifts the pages.
+  The window bounds are fixed while a window is read, windows are read oldest first, and the position between
+  windows is always a whole boundary second, so a crash resumes at the last completed window.
+- **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
+  time-like tokens); the bridge's clock never decides what a period covers.
+- **A full page's records are not used**: its window is re-read, so transitions keep Boro's order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+import msgspec
+
+from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
+from borobridge.errors import BoroReplyError
+
+_moved = msgspec.structs.replace
+
+UNIX_MIN: Final = 1_000_000_000  # tokens from here on read as Unix seconds (2001-09-09)
+UNIX_MAX: Final = 10_000_000_000  # and nothing plausible lies beyond (a millisecond value does)
+MAX_LEAD: Final = 2 * 86_400  # how far a time token may run ahead of the latest record time seen
+MAX_PASSES: Final = 4  # passes over a paged one-second window while records keep moving
+MAX_PAGES: Final = 1_000  # a listing that claims more pages than this is cut short
+
+Order = Literal["oldest_first", "newest_first"]
+Token = int | float
+
+
+class Window(msgspec.Struct, frozen=True, array_like=True):
+    """A period on Boro's ``updated_at`` clock: ``[low, high]``, or open-ended from ``low`` when ``high`` is None."""
+
+    low: int
+    high: int | None = None
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one stream stands; the whole value is checkpointed, so a crash resumes from it.
+
+    ``windows`` is the period read still to do, next window first; ``page`` and ``passes`` page a one-second
+    window (or the first-start snapshot), ``fresh`` tells whether the current pass found anything new.
+    """
+
+    token: Token | None = None
+    floor: int | None = None
+    clock: int | None = None
+    windows: tuple[Window, ...] = ()
+    snapshot: bool = False
+    page: int = 1
+    passes: int = 0
+    fresh: bool = False
+
+    @property
+    def busy(self) -> bool:
+        """True while a period read or the first-start snapshot is unfinished: ask again without waiting."""
+        return bool(self.windows) or self.snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one read step got back (one call, or the calls for ``"*"`` and the tasks seen, together)."""
+
+    records: list[DecodedRecord]  # oldest change first
+    token: Token  # the lowest token of the calls: the safer place to continue from
+    full: bool  # some call had more than its page held
+    clock: int | None  # the latest Boro time the replies prove
+
+
+def answer_of(pages: Sequence[AlarmPage], hint: Order = "oldest_first") -> Answer:
+    """The answer of one read step, each page's records put in change order, in call order."""
+    records = [item for page in pages for item in in_change_order(page.records, hint)]
+    clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
+    return Answer(
+        records=records,
+        token=min(page.update_token for page in pages),
+        full=any(page.full and page.size > 0 for page in pages),
+        clock=max(clocks, default=None),
+    )
+
+
+def first_position(mode: Literal["now", "since", "all"], since: int | None) -> Position:
+    """A new stream: snapshot the active states (``now``), or read by period from ``since`` (or the beginning)."""
+    if mode == "now":
+        return Position(snapshot=True)
+    return Position(windows=(Window(max(since or 1, 1)),))
+
+
+def next_query(position: Position, base: AlarmQuery) -> AlarmQuery:
+    """The one TaskAlarms call that moves ``position`` on."""
+    if position.snapshot:
+        return replace(base, active_states_only=True, update_token=None, page=position.page)
+    if position.windows:
+        window = position.windows[0]
+        return replace(base, update_token=None, period_from=window.low, period_to=window.high, page=position.page)
+    if position.token is None:
+        raise ValueError("a position without token, window or snapshot has nothing to read")
+    return replace(base, update_token=_inclusive(position.token), page=1)
+
+
+def check_reply(position: Position, page: AlarmPage) -> None:
+    """Refuse a reply whose token no Boro could have sent (a millisecond value, a jump of years)."""
+    token = page.update_token
+    if not math.isfinite(token) or token < 0 or token >= UNIX_MAX:
+        raise BoroReplyError(
+            f"update_token {token!r} is not a plausible token (expected a change counter or a Unix time in seconds)"
+        )
+    latest = max(filter(None, (position.clock, _records_clock(page.records))), default=None)
+    if latest is not None and token >= UNIX_MIN and token > latest + MAX_LEAD:
+        raise BoroReplyError(
+            f"update_token {token!r} is more than {MAX_LEAD // 3600} h ahead of the latest Boro time seen ({latest})"
+        )
+
+
+def after_reply(position: Position, page: Answer, *, fresh: bool) -> Position:
+    """Where the stream stands once ``page`` (read at ``position``) was fed; ``fresh``: it yielded transitions."""
+    clock = _later(position.clock, page.clock)
+    position = _moved(position, clock=clock)
+    if position.snapshot:
+        return _after_snapshot_page(position, page, fresh=fresh)
+    if position.windows:
+        return _after_window(position, page, fresh=fresh)
+    if page.full:  # the token cannot be trusted: read the gap behind it by period
+        return _moved(position, windows=(Window(_gap_start(position, page)),), page=1, passes=0, fresh=False)
+    return _moved(position, token=_forward(position.token, page.token), floor=_later(position.floor, clock))
+
+
+def usable(position: Position, page: Answer) -> bool:
+    """Whether the records of ``page`` (the answer for ``position``) are fed.
+
+    A full page is read again in smaller windows, oldest first, so its records would come too early; only the
+    pages of a paged read (the snapshot, one crowded second) are used as they come.
+    """
+    return not page.full or paged(position)
+
+
+def paged(position: Position) -> bool:
+    """Whether ``position`` reads a listing page by page: the first-start snapshot, or one crowded second."""
+    return position.snapshot or (bool(position.windows) and _paged(position))
+
+
+def page_clock(page: AlarmPage) -> int | None:
+    """The latest Boro time this page proves: its records' trigger times and a time-like token."""
+    return _later(_records_clock(page.records), _time_of(page.update_token))
+
+
+def _time_of(token: Token | None) -> int | None:
+    """A token read as Boro time, when it can be one (a change counter stays far below Unix times of today)."""
+    return int(token) if token is not None and UNIX_MIN <= token < UNIX_MAX else None
+
+
+def in_change_order(records: Sequence[DecodedRecord], hint: Order = "oldest_first") -> list[DecodedRecord]:
+    """The records oldest change first, whichever way Boro listed them.
+
+    The listing's direction is read from the records themselves: the change time of an event or an active
+    state is its trigger time, a cleared state's is estimated from ``info.time_end``; ties go by record id.
+    Only when the records say nothing (one record, all alike) does ``hint`` decide.
+    """
+    keys = [_change_key(item) for item in records]
+    rising = sum(1 for a, b in itertools.pairwise(keys) if a < b)
+    falling = sum(1 for a, b in itertools.pairwise(keys) if a > b)
+    newest_first = falling > rising or (falling == rising and hint == "newest_first")
+    return list(reversed(records)) if newest_first else list(records)
+
+
+def read_bound(query: AlarmQuery, clock: int | None) -> int | None:
+    """The latest ``updated_at`` a record of this answer can have: the window's end, else the Boro time seen."""
+    return query.period_to if query.period_to is not None else clock
+
+
+def sweep_position(clock: int | None, window: int) -> Position | None:
+    """The reconciliation sweep's read: the last ``window`` seconds of Boro's clock, in bounded windows.
+
+    It is a throwaway position: read with :func:`next_query` and :func:`after_reply` like any other, it never
+    touches the stream's own; nothing to sweep before a Boro time is known.
+    """
+    if clock is None:
+        return None
+    return Position(clock=clock, windows=(Window(max(clock - window, 1), clock + 1),))
+
+
+def _after_snapshot_page(position: Position, page: Answer, *, fresh: bool) -> Position:
+    """The first start ``now``: the first page's token follows every change made while the snapshot is read.
+
+    The floor is the latest trigger time the whole snapshot showed: with small pages the first one may show only
+    the oldest states, and a period read from there would deliver history the start was meant to skip.
+    """
+    if position.token is None:
+        position = _moved(position, token=page.token)
+    if _more_pages(position, page):
+        return _moved(position, page=position.page + 1, fresh=position.fresh or fresh)
+    if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
+        return _moved(position, page=1, passes=position.passes + 1, fresh=False)  # states moved: read again
+    floor = _later(position.clock, _time_of(position.token))
+    return _moved(position, snapshot=False, page=1, passes=0, fresh=False, floor=floor)
+
+
+def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
+    window, rest = position.windows[0], position.windows[1:]
+    if _paged(position):
+        return _after_paged_window(position, page, fresh=fresh)
+    if page.full:
+        return _moved(position, windows=(*_split(window, position.clock), *rest), fresh=False)
+    return _window_done(position, page)
+
+
+def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Position:
+    if _more_pages(position, page):
+        return _moved(position, page=position.page + 1, fresh=position.fresh or fresh)
+    if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
+        return _moved(position, page=1, passes=position.passes + 1, fresh=False)  # records moved: read again
+    return _window_done(position, page)
+
+
+def _window_done(position: Position, page: Answer) -> Position:
+    window, rest = position.windows[0], position.windows[1:]
+    done = _moved(position, page=1, passes=0, fresh=False)
+    if window.high is None:  # the open window held every change up to the reply: its token is safe
+        token = _forward(position.token, page.token)
+        return _moved(done, windows=rest, token=token, floor=_later(position.floor, position.clock))
+    return _moved(done, windows=rest, floor=_later(position.floor, window.high - 1))
+
+
+def _split(window: Window, clock: int | None) -> tuple[Window, ...]:
+    """Two windows sharing their boundary second, oldest first; an open window splits at the latest time seen."""
+    if window.high is None:
+        middle = max(window.low + 1, clock or 0)
+        return Window(window.low, middle), Window(middle)
+    middle = (window.low + window.high) // 2
+    return Window(window.low, middle), Window(middle, window.high)
+
+
+def _paged(position: Position) -> bool:
+    """A one-second window cannot be split in time: it is read page by page."""
+    window = position.windows[0]
+    return position.page > 1 or (window.high is not None and window.high - window.low <= 1)
+
+
+def _more_pages(position: Position, page: Answer) -> bool:
+    return page.full and position.page < MAX_PAGES
+
+
+def _gap_start(position: Position, page: Answer) -> int:
+    """Where the period read behind a full token page starts: just before the floor (or, with none known yet,
+    the oldest record on the page)."""
+    if position.floor is not None:
+        return max(position.floor - 1, 1)
+    oldest = min((item.record.trigger_time for item in page.records), default=position.clock or 1)
+    return max(oldest - 1, 1)
+
+
+def _inclusive(token: Token) -> Token:
+    return token - 1 if token >= 1 else token
+
+
+def _forward(current: Token | None, new: Token) -> Token:
+    """Cursors never move backwards: an older token only re-reads what was delivered."""
+    return new if current is None or new > current else current
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
+
+
+def _records_clock(records: Iterable[DecodedRecord]) -> int | None:
+    return max((item.record.trigger_time for item in records), default=None)
+
+
+def _change_key(item: DecodedRecord) -> tuple[float, int]:
+    record = item.record
+    when: float = record.trigger_time
+    if record.type == "state" and record.active is False:
+        start, end = record.info.time, record.info.time_end
+        if start is not None and end is not None and end >= start:
+            when += end - start
+    return when, record.id
