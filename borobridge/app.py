@@ -25,7 +25,7 @@ import httpx
 from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.boro.simulator_http import describe, faults_from, personality_from, serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.health import Health, ReportingCommitter, serve_health
@@ -114,13 +114,18 @@ def _embedded_simulator(settings: Settings) -> AbstractAsyncContextManager[str]:
     simulator = Simulator(
         seed=options.seed,
         projects=options.projects,
-        token_mode=options.token_mode,
+        personality=personality_from(options),
+        faults=faults_from(options),
         rate_per_second=options.rate_per_second,
         user_id=settings.boro.user_id,
         retain_seconds=3600.0,
         first_record_id=FIRST_SIMULATED_ID + int(time.time()) % 100_000_000 * 100,
     )
-    log.info("no boro.url configured: polling the built-in Boro simulator (seed %d)", options.seed)
+    log.info(
+        "no boro.url configured: polling the built-in Boro simulator (seed %d, personality: %s)",
+        options.seed,
+        describe(simulator.personality),
+    )
     return serve_simulator(simulator, host="127.0.0.1", port=0, advance_every=0.2)
 
 

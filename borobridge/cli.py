@@ -16,7 +16,7 @@ import yaml
 from borobridge import __version__
 from borobridge.errors import BridgeError, ConfigError
 from borobridge.logs import configure_logging
-from borobridge.settings import KafkaSettings, LoggingSettings, Settings, load_settings, settings_to_builtins
+from borobridge.settings import KafkaSettings, Settings, load_settings, settings_to_builtins
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -46,14 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--state", help="local cursor file (default: borobridge-state.json)")
     run.set_defaults(handler=_run)
 
-    simulate = commands.add_parser("simulate", help="serve the built-in Boro simulator over HTTP")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8000)
-    simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--projects", type=int, default=2)
-    simulate.add_argument("--rate", type=float, default=5.0, help="record changes per second")
-    simulate.add_argument("--token-mode", choices=["sequence", "timestamp"], default="sequence")
-    simulate.set_defaults(handler=_simulate)
+    _add_simulate(commands)
 
     check = commands.add_parser("check-config", help="validate a configuration file and print it, secrets masked")
     check.add_argument("file", type=Path)
@@ -81,6 +74,76 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIMULATE_EPILOG = """\
+Every option but --host and --port sets a key of the configuration's simulator section (docs/simulator.md):
+flags win over --config FILE and BOROBRIDGE_SIMULATOR__* variables.
+
+example: a server whose tokens are its clock at the reply, exclusive, newest first, five minutes behind,
+with stopping probes, moving pages and some faults:
+  borobridge simulate --port 8000 --token reply_time --token-compare exclusive --token-order newest_first \\
+      --period-order newest_first --clock-offset -300 --probe-stops 0.05 --stop-seconds 20 \\
+      --moving-records 0.2 --fault http_5xx=0.05 --fault repeat=0.2
+"""
+SIMULATOR_FLAGS = (
+    "seed",
+    "projects",
+    "rate_per_second",
+    "token_mode",
+    "token_compare",
+    "token_order",
+    "period_order",
+    "clock_offset",
+    "probe_stops",
+    "stop_seconds",
+    "moving_records",
+)
+ORDERS = ["oldest_first", "newest_first"]
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="serve the built-in Boro simulator over HTTP",
+        description="Serve the built-in Boro simulator over HTTP, playing one reading of the Boro API.",
+        epilog=SIMULATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = simulate.add_argument
+    add("--config", type=Path, metavar="FILE", help="YAML configuration file whose simulator section to use")
+    add("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    add("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    add("--seed", type=int, help="seed of the simulated world (default: 1)")
+    add("--projects", type=int, help="number of simulated projects (default: 2)")
+    add("--rate", dest="rate_per_second", type=float, metavar="RATE", help="new records per second (default: 5)")
+    tokens = ["sequence", "timestamp", "record_time", "reply_time"]
+    add("--token", dest="token_mode", choices=tokens, help="what update_token is (default: sequence)")
+    add("--token-mode", dest="token_mode", choices=tokens, help=argparse.SUPPRESS)
+    compares = ["inclusive", "exclusive"]
+    add("--token-compare", choices=compares, help="time tokens match updated_at >= or > token (default: inclusive)")
+    add("--token-order", choices=ORDERS, help="order of token replies (default: oldest_first)")
+    add("--period-order", choices=ORDERS, help="order of listings without a token (default: oldest_first)")
+    add("--clock-offset", type=float, metavar="SECONDS", help="server clock minus host clock, ±3600 (default: 0)")
+    add("--probe-stops", type=float, metavar="P", help="chance per step that a running probe stops (default: 0)")
+    add("--stop-seconds", type=float, metavar="SECONDS", help="how long a stopped probe stays stopped (default: 30)")
+    add("--moving-records", type=float, metavar="P", help="chance per period listing that a state clears (default: 0)")
+    add(
+        "--fault",
+        action="append",
+        type=_fault,
+        default=[],
+        metavar="NAME=RATE",
+        help="switch a fault on, e.g. http_5xx=0.1; repeatable (names: simulator.faults in docs/configuration.md)",
+    )
+    simulate.set_defaults(handler=_simulate)
+
+
+def _fault(text: str) -> tuple[str, str]:
+    name, equals, rate = text.partition("=")
+    if not equals or not name.strip() or not rate.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=RATE, e.g. http_5xx=0.1, got {text!r}")
+    return name.strip(), rate.strip()
+
+
 def _load(args: argparse.Namespace) -> Settings:
     environ = dict(os.environ)
     if getattr(args, "output", None):
@@ -103,20 +166,37 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from borobridge.boro.simulator_http import run_simulator  # noqa: PLC0415 - only this command needs it
+    from borobridge.boro.simulator_http import (  # noqa: PLC0415 - only this command needs it
+        faults_from,
+        personality_from,
+        run_simulator,
+    )
 
-    configure_logging(LoggingSettings())
+    settings = load_settings(args.config, {**os.environ, **_simulator_flags(args)})
+    configure_logging(settings.logging)
+    options = settings.simulator
     asyncio.run(
         run_simulator(
             host=args.host,
             port=args.port,
-            seed=args.seed,
-            projects=args.projects,
-            rate_per_second=args.rate,
-            token_mode=args.token_mode,
+            seed=options.seed,
+            projects=options.projects,
+            rate_per_second=options.rate_per_second,
+            personality=personality_from(options),
+            faults=faults_from(options),
         )
     )
     return 0
+
+
+def _simulator_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The ``simulate`` flags given, as the environment variables of the settings they set (flags win)."""
+    section = "BOROBRIDGE_SIMULATOR__"
+    flags = {
+        f"{section}{key.upper()}": str(getattr(args, key)) for key in SIMULATOR_FLAGS if getattr(args, key) is not None
+    }
+    flags |= {f"{section}FAULTS__{name.upper()}": rate for name, rate in args.fault}
+    return flags
 
 
 def _tail(args: argparse.Namespace) -> int:

@@ -82,6 +82,25 @@ class FirstStartSettings(Base, frozen=True):
     since: dt.datetime | None = None
 
 
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+ReplyOrder = Literal["oldest_first", "newest_first"]
+
+
+class SimulatorFaultSettings(Base, frozen=True):
+    """How often the simulator misbehaves: probabilities 0..1, per request unless said otherwise."""
+
+    http_5xx: Probability = 0.0
+    http_429: Probability = 0.0
+    retry_after: NonNegativeFloat = 1.0
+    slow: Probability = 0.0
+    slow_seconds: NonNegativeFloat = 2.0
+    malformed: Probability = 0.0
+    error_item: Probability = 0.0
+    repeat: Probability = 0.0
+    burst: Probability = 0.0
+
+
 class ReconcileSettings(Base, frozen=True):
     """The reconciliation sweep: every ``interval`` seconds each stream re-reads the last ``window`` seconds of
     Boro's clock by period and delivers whatever the token path missed."""
@@ -91,12 +110,22 @@ class ReconcileSettings(Base, frozen=True):
 
 
 class SimulatorSettings(Base, frozen=True):
-    """The built-in Boro simulator used when ``boro.url`` is empty (the embedded default)."""
+    """The built-in Boro simulator (the embedded default, and ``borobridge simulate``): its world, the reading
+    of the Boro API it plays (its personality, docs/simulator.md) and its faults.
+    """
 
     seed: int = 1
     projects: PositiveInt = 2
-    rate_per_second: PositiveFloat = 5.0
-    token_mode: Literal["sequence", "timestamp"] = "sequence"  # noqa: S105 - a mode name, not a password
+    rate_per_second: NonNegativeFloat = 5.0
+    token_mode: Literal["sequence", "timestamp", "record_time", "reply_time"] = "sequence"  # noqa: S105 - a mode
+    token_compare: Literal["inclusive", "exclusive"] = "inclusive"  # noqa: S105 - a comparison, not a password
+    token_order: ReplyOrder = "oldest_first"  # noqa: S105 - an order, not a password
+    period_order: ReplyOrder = "oldest_first"
+    clock_offset: Annotated[float, msgspec.Meta(ge=-3600, le=3600)] = 0.0
+    probe_stops: Probability = 0.0
+    stop_seconds: PositiveFloat = 30.0
+    moving_records: Probability = 0.0
+    faults: SimulatorFaultSettings = SimulatorFaultSettings()
 
 
 class OutputSettings(Base, frozen=True):

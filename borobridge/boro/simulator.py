@@ -4,26 +4,49 @@ The simulator owns a small world (projects, probes, tasks) whose tasks raise ala
 ``POST /ctrl_api/v1/json`` the way ``boro-api.md`` describes it. Tests treat it as ground truth: ``changes()``
 lists every record change ever made, ``records()`` the current state of every record.
 
-Choices made where the Boro documentation is silent (the bridge must survive the real server either way):
+Fixed choices where the Boro documentation is silent:
 
-- Records are listed by (``updated_at``, ``id``) ascending. ``updated_at`` is kept in whole Unix seconds, like
-  ``trigger_time``; it is never sent, the API does not return it.
+- ``updated_at`` is kept in whole Unix seconds, like ``trigger_time``; it is never sent, the API does not return it.
 - ``limit_value`` above 100 is clamped to 100 (the reply says 100); below 1 is an error item.
 - ``period_from`` and ``period_to`` are both inclusive. An empty ``trigger_groups`` / ``trigger_names`` list means
   "no filter". Task ids that are not in the project select nothing. ``total_pages`` is 0 for an empty answer.
-- ``update_token`` comes in two flavours, chosen by ``token_mode``:
-  ``"sequence"``: the token is the number of the last change seen; a request returns the records changed after it,
-  in change order (which is also ``updated_at`` order), first page only; the new token is the sequence number of
-  the last record when the page is full, else the current one. Nothing is ever returned twice.
-  ``"timestamp"``: the token is a Unix second; a request returns the records with ``updated_at >= token`` by
-  (``updated_at``, ``id``), first page only; the new token is the ``updated_at`` of the last record when the page
-  is full, else the current second. Records sharing the boundary second come back again, and a full page that all
-  shares one second returns the same token (page with ``filter.period_from`` to get past it).
 - Events carry no ``active`` key; states do. A per-task state trigger is never active twice at once.
 - ``user_id`` other than the simulator's gets an error item for every call; bad envelopes get HTTP 400.
 
-Faults (``Faults``) are drawn from a generator seeded by the seed, separate from the world's, so the same seed
-gives the same world whatever faults are switched on; a faulted reply never changes what later replies return.
+Personalities (``Personality``): the readings the documentation leaves open, each selectable, all combinable.
+The default is the first choice of each.
+
+- ``token``, what ``update_token`` is. A token request returns the first page only (``page`` is ignored).
+  ``"sequence"``: the number of the last change seen; a request returns the records changed after it, in change
+  order; the new token is the highest sequence number on a full page, else the current one. Nothing is ever
+  returned twice. ``"timestamp"``: a Unix second; a request returns the records with ``updated_at >= token``; the
+  new token is the newest ``updated_at`` on a full page, else the server's current second. Records sharing the
+  boundary second come back again, and a full page that all shares one second returns the same token (page with
+  ``filter.period_from`` to get past it). ``"record_time"``: the new token is the ``updated_at`` of the last record
+  listed on the page, full or not (listings without a token too); an empty page returns the token that was asked
+  with (without one: the server's current second). ``"reply_time"``: the new token is always the server's clock
+  second at the reply, so the records that did not fit on a full page are never offered to that token again.
+- ``token_compare``, for the three time tokens: ``"inclusive"`` (``updated_at >= token``) or ``"exclusive"``
+  (``updated_at > token``: with ``reply_time``, a record written later in the token's own second is lost to it).
+- ``token_order`` and ``period_order``: ``"oldest_first"`` or ``"newest_first"``, for token replies and for
+  listings without a token. The order picks the records as well as listing them: newest first, the page holds the
+  newest ``limit_value`` matches (the older ones are left for page 2, or lost to the token). Ties in ``updated_at``
+  go by ``id`` (sequence tokens: by change), reversed for newest first.
+- ``clock_offset`` (seconds, ±3600): the server's clock is the host clock plus this. Every record time
+  (``trigger_time``, ``updated_at``), token, period and task start is on the server's clock; ``advance(now)`` and
+  the other ``now`` arguments are host times. HMAC signatures are checked against the host clock.
+- ``probe_stops`` (probability per ``advance``) stops one running probe for ``stop_seconds``; it starts again by
+  itself at the first ``advance`` past that time. Meanwhile ``task_ids: "*"`` (and ``AppList``, ``AppTasks``,
+  ``TaskInfo``) see it stopped, but its records still change: its states clear on schedule and events keep firing
+  on its tasks at the normal rate (no new states). Explicit task ids still reach them; ground truth has them all.
+- ``moving_records`` (probability per TaskAlarms listing without a token): one still-active state of the project
+  with ``updated_at`` in the requested period clears right before the answer is computed, so its ``updated_at``
+  moves to now and the records behind it move up a page.
+
+Probe stops and moving records draw from the world's generator (only when switched on, so the default world is
+the one it always was). Faults (``Faults``) are drawn from a generator seeded by the seed, separate from the
+world's, so the same seed gives the same world whatever faults are switched on; a faulted reply never changes what
+later replies return.
 """
 
 from __future__ import annotations
@@ -50,7 +73,14 @@ TRIGGER_GROUPS = ("eth", "etr", "qoe", "ott", "sys", "scte35")
 MAX_CATCH_UP_SECONDS = 300.0
 BURST_SIZE = (101, 250)
 
-TokenMode = Literal["sequence", "timestamp"]
+TokenKind = Literal["sequence", "timestamp", "record_time", "reply_time"]
+TokenMode = TokenKind  # the older name of the same choice
+TokenCompare = Literal["inclusive", "exclusive"]
+ReplyOrder = Literal["oldest_first", "newest_first"]
+TOKEN_KINDS: tuple[TokenKind, ...] = ("sequence", "timestamp", "record_time", "reply_time")
+TOKEN_COMPARES: tuple[TokenCompare, ...] = ("inclusive", "exclusive")
+REPLY_ORDERS: tuple[ReplyOrder, ...] = ("oldest_first", "newest_first")
+MAX_CLOCK_OFFSET = 3600.0
 JSON = dict[str, Any]
 
 _JSON_HEADERS = {"content-type": "application/json"}
@@ -91,6 +121,59 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"Faults.{name} must be a probability between 0 and 1, got {rate}")
         if self.retry_after < 0 or self.slow_seconds < 0:
             raise ValueError("Faults.retry_after and Faults.slow_seconds must not be negative")
+
+
+class Personality(msgspec.Struct, frozen=True, kw_only=True):
+    """One reading of what the Boro documentation leaves open; the module docstring explains each field.
+
+    The default is the simulator as it always was: sequence tokens, oldest first, the host's clock, probes that
+    stop only when told to, records that hold still while a period is paged.
+    """
+
+    token: TokenKind = "sequence"  # noqa: S105 - a cursor style, not a credential
+    token_compare: TokenCompare = "inclusive"  # noqa: S105 - a comparison, not a credential
+    token_order: ReplyOrder = "oldest_first"  # noqa: S105 - an order, not a credential
+    period_order: ReplyOrder = "oldest_first"
+    clock_offset: float = 0.0
+    probe_stops: float = 0.0
+    stop_seconds: float = 30.0
+    moving_records: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("token", TOKEN_KINDS),
+            ("token_compare", TOKEN_COMPARES),
+            ("token_order", REPLY_ORDERS),
+            ("period_order", REPLY_ORDERS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Personality.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not -MAX_CLOCK_OFFSET <= self.clock_offset <= MAX_CLOCK_OFFSET:
+            raise ValueError(
+                f"Personality.clock_offset must be within ±{MAX_CLOCK_OFFSET:g} s, got {self.clock_offset}"
+            )
+        for name in ("probe_stops", "moving_records"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"Personality.{name} must be a probability between 0 and 1, got {getattr(self, name)}")
+        if self.stop_seconds <= 0:
+            raise ValueError(f"Personality.stop_seconds must be greater than 0, got {self.stop_seconds}")
+
+    @property
+    def time_token(self) -> bool:
+        """Whether the token is a Unix second (every kind but ``sequence``)."""
+        return self.token != "sequence"  # noqa: S105 - a cursor style, not a credential
+
+    @property
+    def exclusive_tokens(self) -> bool:
+        return self.token_compare == "exclusive"  # noqa: S105 - a comparison, not a credential
+
+    @property
+    def tokens_newest_first(self) -> bool:
+        return self.token_order == "newest_first"  # noqa: S105 - an order, not a credential
+
+    @property
+    def periods_newest_first(self) -> bool:
+        return self.period_order == "newest_first"
 
 
 class SimReply(msgspec.Struct, frozen=True):
@@ -480,6 +563,15 @@ class _AlarmQuery:
     page: int
     token: float | None
     filter: _AlarmFilter
+    raw_token: float | int = 0
+
+    def in_project_and_period(self, entry: _Entry) -> bool:
+        wanted = self.filter
+        return (
+            entry.alarm.project_id == self.project_id
+            and (wanted.period_from is None or entry.updated_at >= wanted.period_from)
+            and (wanted.period_to is None or entry.updated_at <= wanted.period_to)
+        )
 
     def matches(self, entry: _Entry) -> bool:
         alarm, wanted = entry.alarm, self.filter
@@ -605,6 +697,17 @@ def _by_time_then_id(entry: _Entry) -> tuple[int, int]:
     return entry.updated_at, entry.alarm.id
 
 
+def _chosen_personality(token_mode: TokenKind | None, personality: Personality | None) -> Personality:
+    """``token_mode`` is a shortcut for ``Personality(token=...)``; giving both is a mistake unless they agree."""
+    if token_mode is not None and token_mode not in TOKEN_KINDS:
+        raise ValueError(f"token_mode must be one of {', '.join(TOKEN_KINDS)}, got {token_mode!r}")
+    if personality is None:
+        return Personality(token=token_mode or "sequence")
+    if token_mode is not None and token_mode != personality.token:
+        raise ValueError(f"token_mode {token_mode!r} contradicts personality.token {personality.token!r}")
+    return personality
+
+
 def _json_reply(status: int, document: Any, headers: Mapping[str, str] | None = None) -> SimReply:
     return SimReply(status, {**_JSON_HEADERS, **(headers or {})}, msgspec.json.encode(document))
 
@@ -638,7 +741,8 @@ class Simulator:
         projects: int = 2,
         probes_per_project: int = 2,
         tasks_per_probe: int = 3,
-        token_mode: TokenMode = "sequence",  # noqa: S107 - a cursor style, not a credential
+        token_mode: TokenKind | None = None,
+        personality: Personality | None = None,
         faults: Faults = Faults(),  # noqa: B008 - frozen, immutable default
         hmac_keys: Mapping[str, bytes] | None = None,
         clock: Callable[[], float] = time.time,
@@ -652,8 +756,7 @@ class Simulator:
         first_profile_id: int = 390,
         retain_seconds: float | None = None,
     ) -> None:
-        if token_mode not in ("sequence", "timestamp"):
-            raise ValueError(f"token_mode must be 'sequence' or 'timestamp', got {token_mode!r}")
+        self.personality = _chosen_personality(token_mode, personality)
         if rate_per_second < 0 or mean_state_seconds <= 0:
             raise ValueError("rate_per_second must be >= 0 and mean_state_seconds > 0")
         self.seed = seed
@@ -662,7 +765,6 @@ class Simulator:
         self.rate_per_second = rate_per_second
         self.mean_state_seconds = mean_state_seconds
         self.retain_seconds = retain_seconds
-        self._mode: TokenMode = token_mode
         self._hmac_keys = dict(hmac_keys) if hmac_keys is not None else None
         self.clock = clock
         self._world_rng = random.Random(f"boro-world-{seed}")
@@ -671,7 +773,8 @@ class Simulator:
         self._next_record_id = first_record_id
         self._pending_clears: list[tuple[float, int]] = []
         self._active_keys: set[tuple[int, str]] = set()
-        self._time = clock()
+        self._restarts: dict[int, float] = {}  # probes stopped by ``Personality.probe_stops``: when they restart
+        self._time = self._server_time()
         self._last_advance = self._time
         self._next_arrival = self._time + self._arrival_gap()
         self._build_world(
@@ -711,8 +814,8 @@ class Simulator:
         return SimTask(task_id, app_id, project_id, profile_id, f"Channel {channel}", uri, started)
 
     @property
-    def token_mode(self) -> TokenMode:
-        return self._mode
+    def token_mode(self) -> TokenKind:
+        return self.personality.token
 
     def projects(self) -> list[SimProject]:
         return list(self._projects.values())
@@ -727,13 +830,25 @@ class Simulator:
         return self._alive[app_id]
 
     def set_probe_alive(self, app_id: int, alive: bool) -> None:
-        """Start or stop a probe: a stopped probe's tasks raise nothing new and leave ``task_ids: "*"``."""
+        """Start or stop a probe: a stopped probe's tasks raise nothing new and leave ``task_ids: "*"``.
+
+        This overrides a stop of ``Personality.probe_stops``: the probe no longer restarts by itself.
+        """
         if app_id not in self._probes:
             raise KeyError(f"no probe {app_id}")
         self._alive[app_id] = alive
+        self._restarts.pop(app_id, None)
+
+    def probe_restarts_at(self, app_id: int) -> float | None:
+        """When a probe stopped by ``Personality.probe_stops`` starts again (server clock), else ``None``."""
+        return self._restarts.get(app_id)
 
     def _live_tasks(self, project_id: int | None = None) -> list[SimTask]:
         return [t for t in self.tasks(project_id) if self._alive[t.app_id]]
+
+    def _recording_tasks(self) -> list[SimTask]:
+        """Tasks whose records still change: those of running probes and of probes stopped for a while."""
+        return [t for t in self.tasks() if self._alive[t.app_id] or t.app_id in self._restarts]
 
     # ---- ground truth --------------------------------------------------------------------------------------
 
@@ -752,10 +867,17 @@ class Simulator:
         return self._snapshot(self._store.get(record_id))
 
     def current_token(self) -> int:
-        """The token a request without ``update_token`` would get now."""
-        if self._mode == "sequence":
-            return self._store.seq
-        return int(self._time)
+        """The token a request without ``update_token`` would get now (``record_time``: for an empty page)."""
+        if self.personality.time_token:
+            return int(self._time)
+        return self._store.seq
+
+    def server_time(self) -> float:
+        """The server's clock now: the host clock plus ``Personality.clock_offset``."""
+        return self._server_time()
+
+    def _server_time(self, host_time: float | None = None) -> float:
+        return (self.clock() if host_time is None else host_time) + self.personality.clock_offset
 
     @staticmethod
     def _snapshot(entry: _Entry) -> StoredRecord:
@@ -765,20 +887,25 @@ class Simulator:
     # ---- time and record generation ------------------------------------------------------------------------
 
     def advance(self, now: float | None = None, *, new_records: int | None = None) -> list[Change]:
-        """Move the world to ``now`` (default: the clock) and return the changes made.
+        """Move the world to ``now`` (host clock, default: the clock) and return the changes made.
 
         New records arrive at ``rate_per_second`` (a seeded Poisson process; after a long idle gap only the last
         ``MAX_CATCH_UP_SECONDS`` are simulated), or exactly ``new_records`` spread evenly up to ``now``. Due
-        states are cleared on the way; ``Faults.burst`` may add 101..250 records at ``now``.
+        states are cleared on the way; ``Faults.burst`` may add 101..250 records at ``now``;
+        ``Personality.probe_stops`` may stop one probe for ``stop_seconds`` from the start of the step.
         """
         start_seq = self._store.seq
-        target = max(self.clock() if now is None else now, self._time)
+        target = max(self._server_time(now), self._time)
         arrivals = self._poisson_arrivals(target) if new_records is None else self._spread_arrivals(target, new_records)
         if self._world_rng.random() < self.faults.burst:
             arrivals += [target] * self._world_rng.randint(*BURST_SIZE)
+        if self.personality.probe_stops > 0:
+            self._maybe_stop_a_probe(self._time)
         for at in arrivals:
+            self._restart_due(at)
             self._clear_due(at)
             self._create_random(at)
+        self._restart_due(target)
         self._clear_due(target)
         self._last_advance = self._time = target
         if self.retain_seconds is not None:
@@ -788,7 +915,7 @@ class Simulator:
     def burst(self, n: int, now: float | None = None) -> list[Change]:
         """Create ``n`` records at the same instant ``now`` (default: the clock), after clearing due states."""
         start_seq = self._store.seq
-        at = max(self.clock() if now is None else now, self._time)
+        at = max(self._server_time(now), self._time)
         self._clear_due(at)
         for _ in range(n):
             self._create_random(at)
@@ -802,7 +929,7 @@ class Simulator:
             raise KeyError(f"unknown trigger {name!r}; known: {', '.join(TRIGGER_NAMES)}")
         if level is not None and level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
-        at = self._at(self.clock() if now is None else now)
+        at = self._at(self._server_time(now))
         entry = self._create(self._tasks[task_id], trigger, at, level=level, clear_later=False)
         return self._snapshot(entry)
 
@@ -811,7 +938,7 @@ class Simulator:
         entry = self._store.get(record_id)
         if entry.alarm.active is not True:
             raise ValueError(f"record {record_id} is not an active state")
-        self._clear(entry, self._at(self.clock() if now is None else now))
+        self._clear(entry, self._at(self._server_time(now)))
         return self._snapshot(entry)
 
     def _at(self, when: float) -> float:
@@ -838,8 +965,24 @@ class Simulator:
         self._next_arrival = max(self._next_arrival, target)
         return [start + step * (i + 1) for i in range(count)]
 
+    def _maybe_stop_a_probe(self, at: float) -> None:
+        """``Personality.probe_stops``: one running probe, drawn from the world's generator, stops for a while."""
+        if self._world_rng.random() >= self.personality.probe_stops:
+            return
+        running = [app_id for app_id, alive in self._alive.items() if alive]
+        if running:
+            app_id = self._world_rng.choice(running)
+            self._alive[app_id] = False
+            self._restarts[app_id] = at + self.personality.stop_seconds
+
+    def _restart_due(self, at: float) -> None:
+        for app_id, restart in list(self._restarts.items()):
+            if restart <= at:
+                self._alive[app_id] = True
+                del self._restarts[app_id]
+
     def _create_random(self, at: float) -> None:
-        tasks = self._live_tasks()
+        tasks = self._recording_tasks()
         if not tasks:
             return
         task = self._world_rng.choice(tasks)
@@ -847,6 +990,8 @@ class Simulator:
 
     def _pick_trigger(self, task: SimTask) -> _Trigger:
         triggers = _triggers_for(task.transport)
+        if not self._alive[task.app_id]:  # a probe stopped for a while: its tasks see events, no new states
+            triggers = tuple(t for t in triggers if t.type == "event")
         weights = [t.weight for t in triggers]
         for _ in range(5):
             trigger = self._world_rng.choices(triggers, weights)[0]
@@ -912,7 +1057,7 @@ class Simulator:
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> SimReply:
         """Answer one HTTP request. ``path`` is the request URI (path and query) as sent."""
-        self._at(self.clock())
+        self._at(self._server_time())
         refusal = self._route_refusal(method, path) or self._auth_refusal(method, path, headers, body)
         if refusal is not None:
             return refusal
@@ -1006,7 +1151,7 @@ class Simulator:
             raise _FaultyItemError(faults.error)
         if query.token is None:
             return self._alarm_page(query)
-        if self._mode == "sequence":
+        if not self.personality.time_token:
             return self._alarms_after_sequence(query, query.token, faults.repeat)
         return self._alarms_from_second(query, query.token, faults.repeat)
 
@@ -1026,6 +1171,7 @@ class Simulator:
             page,
             _token_param(params),
             _parse_filter(params.get("filter")),
+            params.get("update_token", 0),
         )
 
     def _project_param(self, params: JSON) -> int:
@@ -1042,31 +1188,58 @@ class Simulator:
         return _id_selector(params[key], key, every)
 
     def _alarm_page(self, query: _AlarmQuery) -> JSON:
-        matching = sorted(filter(query.matches, self._store.entries()), key=_by_time_then_id)
+        if self.personality.moving_records > 0:
+            self._maybe_move_a_record(query)
+        newest_first = self.personality.periods_newest_first
+        matching = sorted(filter(query.matches, self._store.entries()), key=_by_time_then_id, reverse=newest_first)
         start = (query.page - 1) * query.limit
         chunk = matching[start : start + query.limit]
-        return self._alarm_result(chunk, query, query.page, len(matching), self.current_token())
+        record_time = self.personality.token == "record_time"  # noqa: S105 - a cursor style, not a credential
+        token = chunk[-1].updated_at if record_time and chunk else self.current_token()
+        return self._alarm_result(chunk, query, query.page, len(matching), token)
+
+    def _maybe_move_a_record(self, query: _AlarmQuery) -> None:
+        """``Personality.moving_records``: one active state of the project in the period clears right now."""
+        if self._world_rng.random() >= self.personality.moving_records:
+            return
+        candidates = sorted(
+            (e for e in self._store.entries() if query.in_project_and_period(e) and e.alarm.active is True),
+            key=_by_time_then_id,
+        )
+        if candidates:
+            self._clear(self._world_rng.choice(candidates), self._time)
 
     def _alarms_after_sequence(self, query: _AlarmQuery, token: float, repeat: bool) -> JSON:
         boundary = max(math.floor(token), 0)
         matching = [e for e in self._store.changed_from(boundary, query.project_id) if query.matches(e)]
+        if self.personality.tokens_newest_first:
+            matching.reverse()
         chunk = matching[: query.limit]
         full = len(chunk) == query.limit
-        next_token = chunk[-1].seq if full else self._store.seq
+        next_token = max(entry.seq for entry in chunk) if full else self._store.seq
         return self._alarm_result(
             self._with_repeats(chunk, query, boundary, repeat), query, 1, len(matching), next_token
         )
 
     def _alarms_from_second(self, query: _AlarmQuery, token: float, repeat: bool) -> JSON:
-        boundary = self._store.index_of_second(math.ceil(token))
+        first_second = math.floor(token) + 1 if self.personality.exclusive_tokens else math.ceil(token)
+        boundary = self._store.index_of_second(first_second)
         changed = [e for e in self._store.changed_from(boundary, query.project_id) if query.matches(e)]
-        matching = sorted(changed, key=_by_time_then_id)
+        matching = sorted(changed, key=_by_time_then_id, reverse=self.personality.tokens_newest_first)
         chunk = matching[: query.limit]
-        full = len(chunk) == query.limit
-        next_token = chunk[-1].updated_at if full else int(self._time)
+        next_token = self._time_token(chunk, len(chunk) == query.limit, query.raw_token)
         return self._alarm_result(
             self._with_repeats(chunk, query, boundary, repeat), query, 1, len(matching), next_token
         )
+
+    def _time_token(self, chunk: list[_Entry], full: bool, asked: float | int) -> float | int:
+        """The next time token: what each reading of ``Personality.token`` hands out after this page."""
+        kind = self.personality.token
+        if kind == "record_time":
+            return chunk[-1].updated_at if chunk else asked
+        if kind == "timestamp" and full:
+            return max(entry.updated_at for entry in chunk)
+        return int(self._time)
 
     def _with_repeats(self, chunk: list[_Entry], query: _AlarmQuery, boundary: int, repeat: bool) -> list[_Entry]:
         """``Faults.repeat``: fill a short page's spare room with records already served before the token."""
@@ -1076,7 +1249,7 @@ class Simulator:
         return self._store.unchanged_before(boundary, query.matches, room) + chunk
 
     @staticmethod
-    def _alarm_result(chunk: list[_Entry], query: _AlarmQuery, page: int, total: int, token: int) -> JSON:
+    def _alarm_result(chunk: list[_Entry], query: _AlarmQuery, page: int, total: int, token: float) -> JSON:
         return {
             "alarms": [entry.alarm for entry in chunk],
             "current_page": page,

@@ -3,6 +3,7 @@
 ``serve_simulator`` is for tests and the embedded default: it binds a loopback port (0 = any free port), yields
 the endpoint URL and stops the server on exit (served by :func:`borobridge.asgi_server.serve_asgi`: no signal
 handlers, no logging set-up). ``run_simulator`` is what ``borobridge simulate`` runs until cancelled.
+``personality_from`` and ``faults_from`` turn the ``simulator`` settings into the simulator's own types.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
+import msgspec
 
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
-from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Simulator, TokenMode
+from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Personality, Simulator, TokenKind
+from borobridge.settings import SimulatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,36 @@ async def serve_simulator(
                 advancing.cancel()
 
 
+def personality_from(options: SimulatorSettings) -> Personality:
+    """The personality the ``simulator`` settings select (``token_mode`` is ``Personality.token``)."""
+    return Personality(
+        token=options.token_mode,
+        token_compare=options.token_compare,
+        token_order=options.token_order,
+        period_order=options.period_order,
+        clock_offset=options.clock_offset,
+        probe_stops=options.probe_stops,
+        stop_seconds=options.stop_seconds,
+        moving_records=options.moving_records,
+    )
+
+
+def faults_from(options: SimulatorSettings) -> Faults:
+    """The faults the ``simulator.faults`` settings switch on."""
+    return Faults(**msgspec.structs.asdict(options.faults))
+
+
+def describe(personality: Personality) -> str:
+    """The personality's fields that differ from the default, for a log line (``default`` when none do)."""
+    default = Personality()
+    changed = [
+        f"{name}={value}"
+        for name, value in msgspec.structs.asdict(personality).items()
+        if value != getattr(default, name)
+    ]
+    return ", ".join(changed) or "default"
+
+
 async def run_simulator(
     host: str = "127.0.0.1",
     port: int = 8080,
@@ -107,7 +140,8 @@ async def run_simulator(
     projects: int = 2,
     probes_per_project: int = 2,
     tasks_per_probe: int = 3,
-    token_mode: TokenMode = "sequence",  # noqa: S107 - a cursor style, not a credential
+    token_mode: TokenKind | None = None,
+    personality: Personality | None = None,
     rate_per_second: float = 5.0,
     advance_every: float = 1.0,
     retain_seconds: float | None = 3600.0,
@@ -118,6 +152,7 @@ async def run_simulator(
     """Build a simulator and serve it until cancelled (Ctrl+C under ``asyncio.run`` cancels it cleanly).
 
     ``retain_seconds`` bounds memory: records and changes older than that are forgotten (active states stay).
+    ``token_mode`` is a shortcut for ``personality=Personality(token=...)``.
 
     ``on_ready`` receives the endpoint URL once the port is bound; the URL is also logged at INFO.
     """
@@ -127,13 +162,14 @@ async def run_simulator(
         probes_per_project=probes_per_project,
         tasks_per_probe=tasks_per_probe,
         token_mode=token_mode,
+        personality=personality,
         rate_per_second=rate_per_second,
         faults=faults,
         hmac_keys=hmac_keys,
         retain_seconds=retain_seconds,
     )
     async with serve_simulator(sim, host, port, advance_every=advance_every) as url:
-        log.info("Boro simulator serving %s (seed %d, %s tokens)", url, seed, token_mode)
+        log.info("Boro simulator serving %s (seed %d, personality: %s)", url, seed, describe(sim.personality))
         if on_ready is not None:
             on_ready(url)
         await asyncio.Event().wait()
