@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import socket
 import sys
@@ -35,7 +36,7 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, MqttSettings, Settings, load_settings
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
-from borobridge.sinks.mqtt_relay import MqttRelay, relay_group
+from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
 from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
@@ -357,10 +358,13 @@ def bridge_event(event_id: str, *, group: str = "etr", name: str = "freeze") -> 
         "subject": name,
         "time": "2026-01-01T00:00:00Z",
         "datacontenttype": "application/json",
+        "dataschema": f"urn:borobridge:schema:alarm.{event_id.rpartition('-')[2]}.v1",
         "partitionkey": "23/7",
+        "severity": "error",
         "triggergroup": group,
         "project": "23",
         "task": "7",
+        "probe": "probe-1",
     }
     return CloudEvent(attributes, b'{"transition": "raised"}')
 
@@ -434,10 +438,12 @@ async def test_relay_skips_records_that_are_not_cloudevents_and_escapes_topic_fi
         ],
     )
     metrics = Metrics()
-    async with mosquitto_sub(mosquitto, "boro/#", count=3, listen_s=30) as sub:
-        async with relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, Health()) as relay:
-            received = await sub.messages()
-            await wait_for(lambda: relay.relayed == 2, seconds=10)
+    async with (
+        mosquitto_sub(mosquitto, "boro/#", count=3, listen_s=30) as sub,
+        relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, Health()) as relay,
+    ):
+        received = await sub.messages()
+        await wait_for(lambda: relay.relayed == 2, seconds=10)
     assert [m.topic for m in received] == [
         "boro/23/7/etr%2F1/freeze%2F%2B%23%25",
         "boro/23/7/active/77",
@@ -457,43 +463,72 @@ def closed_port() -> int:
     return port
 
 
-async def test_relay_failures_restart_the_relay_alone_with_backoff(mosquitto: MosquittoBroker) -> None:
+async def test_relay_failures_restart_the_relay_alone_with_backoff(
+    mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
     """Kafka unreachable: the relay counts, reports and retries; ``run`` never raises into the task group."""
     kafka_config, prefix = kafka_settings(f"127.0.0.1:{closed_port()}")
     metrics, health = Metrics(), Health(sink_bound=0)
     health.mark_restored()
     health.boro_succeeded()
-    async with relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, health):
-        await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="kafka") >= 3, seconds=30)
-        ready, reason = health.readiness()
+    with caplog.at_level(logging.DEBUG, logger="borobridge.sinks.mqtt_relay"):
+        async with relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, health):
+            await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="kafka") >= 3, seconds=30)
+            ready, reason = health.readiness()
     assert not ready
     assert "sink mqtt failing for" in reason
     assert "cannot read the events topics from Kafka" in reason
+    relay_lines = [r for r in caplog.records if r.name == "borobridge.sinks.mqtt_relay"]
+    assert [r.levelno for r in relay_lines].count(logging.WARNING) == 1, "one WARNING per run of failures"
+    assert all("restarting the relay in" in r.getMessage() for r in relay_lines)
+
+
+def test_decode_record_names_what_makes_a_record_unrelayable() -> None:
+    event = bridge_event("77-cleared")
+    structured = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+    assert decode_record(event.kafka_binary_headers(), event.data) == event
+    assert decode_record(structured, event.structured()) == event
+    cases = {
+        "tombstone": ([], None),
+        "undecodable": (structured, b"{not json"),
+        "undecodable ": ([("ce_id", b"\xff")], b"{}"),
+        "not_a_cloudevent": ([("origin", b"elsewhere")], b"{}"),
+        "not_a_cloudevent ": (bridge_event("77").kafka_binary_headers(), b"{}"),
+    }
+    for reason, (headers, value) in cases.items():
+        skipped = decode_record(headers, value)
+        assert isinstance(skipped, Skipped), reason
+        assert skipped.reason == reason.strip()
 
 
 @pytest.mark.kafka
 async def test_refused_publish_is_retried_counted_and_reported_until_the_broker_accepts_it(
-    kafka: KafkaCluster, mosquitto_acl: MosquittoBroker
+    kafka: KafkaCluster, mosquitto_acl: MosquittoBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     kafka_config, prefix = kafka_settings(kafka.bootstrap)
     events = [bridge_event(f"{number}-event") for number in range(3)]
     await produce(kafka.bootstrap, f"{prefix}.alarms.23", [(e.kafka_binary_headers(), e.data) for e in events])
     mosquitto_acl.set_acl("user borobridge\ntopic read #\ntopic write borobridge/#\n")
+    caplog.set_level(logging.INFO, logger="borobridge.sinks.mqtt_relay")
     metrics, health = Metrics(), Health(sink_bound=0)
     health.mark_restored()
     health.boro_succeeded()
     group = relay_group(prefix)
-    async with mosquitto_sub(mosquitto_acl, "boro/#", count=3, listen_s=60) as sub:
-        async with relaying(kafka_config, mqtt_settings(mosquitto_acl), prefix, metrics, health) as relay:
-            await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="mqtt_refused") >= 3, seconds=30)
-            ready, reason = health.readiness()
-            assert not ready
-            assert "refused a publish to 'boro/23/7/etr/freeze': Not authorized (reason code 0x87)" in reason
-            assert relay.relayed == 0
-            assert await committed_offsets(kafka.bootstrap, group) == {}
-            mosquitto_acl.set_acl("user borobridge\ntopic readwrite #\n")
-            received = await sub.messages()
-            await wait_for(lambda: relay.relayed == len(events), seconds=10)
+    async with (
+        mosquitto_sub(mosquitto_acl, "boro/#", count=3, listen_s=60) as sub,
+        relaying(kafka_config, mqtt_settings(mosquitto_acl), prefix, metrics, health) as relay,
+    ):
+        await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="mqtt_refused") >= 3, seconds=30)
+        ready, reason = health.readiness()
+        assert not ready
+        assert "refused a publish to 'boro/23/7/etr/freeze': Not authorized (reason code 0x87)" in reason
+        assert relay.relayed == 0
+        assert await committed_offsets(kafka.bootstrap, group) == {}
+        mosquitto_acl.set_acl("user borobridge\ntopic readwrite #\n")
+        received = await sub.messages()
+        await wait_for(lambda: relay.relayed == len(events), seconds=10)
+    recoveries = [r for r in caplog.records if r.getMessage().startswith("MQTT relay recovered after")]
+    assert [r.levelno for r in recoveries] == [logging.INFO]
     assert [m.user_properties["id"] for m in received] == [e.attributes["id"] for e in events]
     assert health.readiness() == (True, "ok")
     assert await committed_offsets(kafka.bootstrap, group) == {f"{prefix}.alarms.23/0": 3}
