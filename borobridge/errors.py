@@ -12,6 +12,7 @@
     ├── SinkError                    a sink could not deliver (retriable = True)
     │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
+    │   │   └── MqttRefusedError     the broker refused a publish (MQTT 5 reason code >= 0x80); .topic, .reason
     │   └── TopicPolicyError         an existing topic has the wrong cleanup policy (retriable = False)
     ├── FencedError                  another instance took over the transactional id (retriable = False)
     └── CheckpointError              the cursor store could not be read or written
@@ -106,6 +107,17 @@ class MqttDeliveryError(SinkError):
     """An MQTT publish was not acknowledged."""
 
     kind = "mqtt"
+
+
+class MqttRefusedError(MqttDeliveryError):
+    """The broker answered a publish with an MQTT 5 failure reason code (not authorised, quota exceeded, ...)."""
+
+    kind = "mqtt_refused"
+
+    def __init__(self, message: str, *, topic: str, reason: str) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(message)
 
 
 class TopicPolicyError(SinkError):

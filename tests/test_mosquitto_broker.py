@@ -32,6 +32,8 @@ from tests.support.mosquitto import (
 pytestmark = pytest.mark.mqtt
 
 EVENT = b'{"alarm_id": 7, "state": "raised"}'
+NOT_AUTHORIZED = 0x87
+NO_MATCHING_SUBSCRIBERS = 0x10  # a success: below 0x80
 TIMEOUT_S = 10
 
 
@@ -272,3 +274,28 @@ def test_script_refuses_the_system_port(mosquitto: MosquittoBroker) -> None:
 
     assert refused.returncode != 0
     assert "1883" in refused.stderr
+
+
+def puback_reason(broker: MosquittoBroker, topic: str, protocol: Protocol) -> int:
+    """The reason code of the PUBACK that ``mosquitto_pub`` gets for one QoS 1 publish to `topic`."""
+    completed = subprocess.run(
+        ["mosquitto_pub", *broker.cli_options(), "-V", protocol, "-q", "1", "-d", "-t", topic, "-m", "x"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    [line] = [line for line in completed.stdout.splitlines() if "received PUBACK" in line]
+    return int(line.rpartition("RC:")[2].rstrip(")"))
+
+
+def test_acl_broker_refuses_a_denied_publish_with_reason_0x87_to_mqtt5_clients_only(
+    mosquitto_acl: MosquittoBroker,
+) -> None:
+    mosquitto_acl.set_acl("user borobridge\ntopic read #\ntopic write borobridge/#\n")
+
+    assert puback_reason(mosquitto_acl, "borobridge/x/status", "mqttv5") == NO_MATCHING_SUBSCRIBERS
+    assert puback_reason(mosquitto_acl, "boro/23/7/etr/freeze", "mqttv5") == NOT_AUTHORIZED
+    assert puback_reason(mosquitto_acl, "boro/23/7/etr/freeze", "mqttv311") == 0  # 3.1.1 cannot say no
+    mosquitto_acl.set_acl("user borobridge\ntopic readwrite #\n")
+    assert puback_reason(mosquitto_acl, "boro/23/7/etr/freeze", "mqttv5") == NO_MATCHING_SUBSCRIBERS

@@ -1,19 +1,25 @@
-"""MQTT delivery on a real Mosquitto: layout, MQTT 5 and 3.1.1, retained state, nothing lost in an outage."""
+"""MQTT delivery on a real Mosquitto: layout, MQTT 5 and 3.1.1, retained state, nothing lost in an outage,
+bad records skipped, escaped topic fields, refused publishes retried, and a relay that never stops the bridge."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import signal
+import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiomqtt
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
@@ -23,11 +29,14 @@ from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
+from borobridge.events import CloudEvent
+from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
-from borobridge.settings import MqttSettings, Settings, load_settings
+from borobridge.settings import KafkaSettings, MqttSettings, Settings, load_settings
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
-from borobridge.sinks.mqtt_relay import MqttRelay
+from borobridge.sinks.mqtt_messages import topic_level
+from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
 from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
@@ -328,3 +337,198 @@ async def test_borobridge_run_with_kafka_and_mqtt_relays_every_event(
     assert {as_event(m)["id"] for m in transitions(received)} == expected
     [status] = await collect(mosquitto, f"borobridge/{prefix}/status", count=1, listen_s=3)
     assert status.payload == b"offline"
+
+
+def test_topic_fields_are_escaped_reversibly() -> None:
+    for value in ("freeze", "a/b+c#d", "100%", "nul\x00tab\tdel\x7fc1\x85", "Über 1.1", ""):
+        escaped = topic_level(value)
+        assert not set(escaped) & {"/", "+", "#", "\x00", "\t", "\x7f", "\x85"}
+        assert unquote(escaped) == value
+    assert topic_level("a/b+c#d%e") == "a%2Fb%2Bc%23d%25e"
+    assert topic_level("Über 1.1") == "Über 1.1"
+
+
+def bridge_event(event_id: str, *, group: str = "etr", name: str = "freeze") -> CloudEvent:
+    """An event as the bridge writes it to Kafka (project 23, task 7)."""
+    attributes = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "boro-test/23/7",
+        "type": f"com.elecard.boro.alarm.{event_id.rpartition('-')[2]}.v1",
+        "subject": name,
+        "time": "2026-01-01T00:00:00Z",
+        "datacontenttype": "application/json",
+        "dataschema": f"urn:borobridge:schema:alarm.{event_id.rpartition('-')[2]}.v1",
+        "partitionkey": "23/7",
+        "severity": "error",
+        "triggergroup": group,
+        "project": "23",
+        "task": "7",
+        "probe": "probe-1",
+    }
+    return CloudEvent(attributes, b'{"transition": "raised"}')
+
+
+Record = tuple[Sequence[tuple[str, bytes]], bytes | None]
+
+
+async def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
+    """Create ``topic`` (one partition) and write ``records`` to it in order, as a foreign producer would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for headers, value in records:
+            await producer.send_and_wait(topic, value, key=b"23/7", headers=list(headers))
+    finally:
+        await producer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
+    """The offsets the relay's consumer group committed, by ``topic/partition``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {f"{tp.topic}/{tp.partition}": meta.offset for tp, meta in offsets.items()}
+
+
+@contextlib.asynccontextmanager
+async def relaying(
+    kafka: KafkaSettings, mqtt: MqttSettings, name: str, metrics: Metrics, health: Health
+) -> AsyncIterator[MqttRelay]:
+    """A relay running until the block ends; its ``run`` must return, not raise."""
+    stop = asyncio.Event()
+    async with MqttPublisher(mqtt, name) as publisher:
+        relay = MqttRelay(kafka, publisher, name, metrics=metrics, backoff=Backoff(0.05, 0.3), health=health)
+        task = asyncio.create_task(relay.run(stop))
+        try:
+            yield relay
+        finally:
+            stop.set()
+            async with asyncio.timeout(30):
+                await task
+
+
+def counted(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.kafka
+async def test_relay_skips_records_that_are_not_cloudevents_and_escapes_topic_fields(
+    kafka: KafkaCluster, mosquitto: MosquittoBroker
+) -> None:
+    kafka_config, prefix = kafka_settings(kafka.bootstrap)
+    tricky = bridge_event("77-raised", group="etr/1", name="freeze/+#%")
+    await produce(
+        kafka.bootstrap,
+        f"{prefix}.alarms.23",
+        [
+            ([], None),  # a tombstone
+            ([("origin", b"another producer")], b'{"hello": "world"}'),  # no CloudEvent headers
+            (tricky.kafka_binary_headers(), tricky.data),
+            (bridge_event("78-event").kafka_binary_headers(), b"{}"),
+        ],
+    )
+    metrics = Metrics()
+    async with (
+        mosquitto_sub(mosquitto, "boro/#", count=3, listen_s=30) as sub,
+        relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, Health()) as relay,
+    ):
+        received = await sub.messages()
+        await wait_for(lambda: relay.relayed == 2, seconds=10)
+    assert [m.topic for m in received] == [
+        "boro/23/7/etr%2F1/freeze%2F%2B%23%25",
+        "boro/23/7/active/77",
+        "boro/23/7/etr/freeze",
+    ]
+    assert [m.user_properties["subject"] for m in received[:2]] == ["freeze/+#%"] * 2
+    assert counted(metrics, "borobridge_mqtt_relay_skipped_total", reason="tombstone") == 1
+    assert counted(metrics, "borobridge_mqtt_relay_skipped_total", reason="not_a_cloudevent") == 1
+    assert await committed_offsets(kafka.bootstrap, relay_group(prefix)) == {f"{prefix}.alarms.23/0": 4}
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_relay_failures_restart_the_relay_alone_with_backoff(
+    mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kafka unreachable: the relay counts, reports and retries; ``run`` never raises into the task group."""
+    kafka_config, prefix = kafka_settings(f"127.0.0.1:{closed_port()}")
+    metrics, health = Metrics(), Health(sink_bound=0)
+    health.mark_restored()
+    health.boro_succeeded()
+    with caplog.at_level(logging.DEBUG, logger="borobridge.sinks.mqtt_relay"):
+        async with relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, health):
+            await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="kafka") >= 3, seconds=30)
+            ready, reason = health.readiness()
+    assert not ready
+    assert "sink mqtt failing for" in reason
+    assert "cannot read the events topics from Kafka" in reason
+    relay_lines = [r for r in caplog.records if r.name == "borobridge.sinks.mqtt_relay"]
+    assert [r.levelno for r in relay_lines].count(logging.WARNING) == 1, "one WARNING per run of failures"
+    assert all("restarting the relay in" in r.getMessage() for r in relay_lines)
+
+
+def test_decode_record_names_what_makes_a_record_unrelayable() -> None:
+    event = bridge_event("77-cleared")
+    structured = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+    assert decode_record(event.kafka_binary_headers(), event.data) == event
+    assert decode_record(structured, event.structured()) == event
+    cases = {
+        "tombstone": ([], None),
+        "undecodable": (structured, b"{not json"),
+        "undecodable ": ([("ce_id", b"\xff")], b"{}"),
+        "not_a_cloudevent": ([("origin", b"elsewhere")], b"{}"),
+        "not_a_cloudevent ": (bridge_event("77").kafka_binary_headers(), b"{}"),
+    }
+    for reason, (headers, value) in cases.items():
+        skipped = decode_record(headers, value)
+        assert isinstance(skipped, Skipped), reason
+        assert skipped.reason == reason.strip()
+
+
+@pytest.mark.kafka
+async def test_refused_publish_is_retried_counted_and_reported_until_the_broker_accepts_it(
+    kafka: KafkaCluster, mosquitto_acl: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    kafka_config, prefix = kafka_settings(kafka.bootstrap)
+    events = [bridge_event(f"{number}-event") for number in range(3)]
+    await produce(kafka.bootstrap, f"{prefix}.alarms.23", [(e.kafka_binary_headers(), e.data) for e in events])
+    mosquitto_acl.set_acl("user borobridge\ntopic read #\ntopic write borobridge/#\n")
+    caplog.set_level(logging.INFO, logger="borobridge.sinks.mqtt_relay")
+    metrics, health = Metrics(), Health(sink_bound=0)
+    health.mark_restored()
+    health.boro_succeeded()
+    group = relay_group(prefix)
+    async with (
+        mosquitto_sub(mosquitto_acl, "boro/#", count=3, listen_s=60) as sub,
+        relaying(kafka_config, mqtt_settings(mosquitto_acl), prefix, metrics, health) as relay,
+    ):
+        await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="mqtt_refused") >= 3, seconds=30)
+        ready, reason = health.readiness()
+        assert not ready
+        assert "refused a publish to 'boro/23/7/etr/freeze': Not authorized (reason code 0x87)" in reason
+        assert relay.relayed == 0
+        assert await committed_offsets(kafka.bootstrap, group) == {}
+        mosquitto_acl.set_acl("user borobridge\ntopic readwrite #\n")
+        received = await sub.messages()
+        await wait_for(lambda: relay.relayed == len(events), seconds=10)
+    recoveries = [r for r in caplog.records if r.getMessage().startswith("MQTT relay recovered after")]
+    assert [r.levelno for r in recoveries] == [logging.INFO]
+    assert [m.user_properties["id"] for m in received] == [e.attributes["id"] for e in events]
+    assert health.readiness() == (True, "ok")
+    assert await committed_offsets(kafka.bootstrap, group) == {f"{prefix}.alarms.23/0": 3}

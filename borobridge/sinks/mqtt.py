@@ -1,7 +1,11 @@
 """MQTT delivery with aiomqtt at QoS 1: one connection that reconnects, and the direct sink without Kafka.
 
-A publish counts only once its PUBACK arrived; a batch with any message unacknowledged raises
-MqttDeliveryError, the connection is dropped, and the next batch connects again (with the pipeline's backoff).
+A publish counts only once its PUBACK arrived with a success reason code. A batch with any message refused
+(MQTT 5 reason code >= 0x80) raises MqttRefusedError, one with any message unacknowledged MqttDeliveryError; the
+connection is dropped, and the next batch connects again (with the caller's backoff). After a failure the next
+batch goes one message at a time, until a batch succeeds: Mosquitto 2.0 closes the connection right after a
+refused PUBACK, and with more messages in flight that PUBACK, the only word of why, is lost in the reset.
+The status and schema messages are held to the same rule, so an ACL that refuses them shows.
 The last will marks the bridge ``offline`` (retained); a fresh connection marks it ``online`` and publishes
 the JSON Schemas retained.
 """
@@ -21,10 +25,11 @@ from paho.mqtt.properties import Properties
 
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
-from borobridge.errors import MqttDeliveryError
+from borobridge.errors import MqttDeliveryError, MqttRefusedError
 from borobridge.events import CloudEvent
 from borobridge.schemas import generate
 from borobridge.settings import MqttSettings, MqttTlsSettings
+from borobridge.sinks.mqtt_acks import PubackReasons
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
 from borobridge.sinks.stream import JsonLinesSink
 
@@ -41,6 +46,8 @@ class MqttPublisher:
         self._settings = settings
         self._bridge = bridge_name
         self._client: aiomqtt.Client | None = None
+        self._reasons: PubackReasons | None = None
+        self._one_at_a_time = False  # after a failure, until a batch succeeds
         self._status_topic = settings.topics.status.format(bridge=bridge_name)
 
     async def __aenter__(self) -> Self:
@@ -62,31 +69,74 @@ class MqttPublisher:
         await self.publish_messages(messages)
 
     async def publish_messages(self, messages: Sequence[MqttMessage]) -> None:
-        """Publish in order, acknowledged all or raise MqttDeliveryError."""
+        """Publish in order, acknowledged all or raise MqttDeliveryError (MqttRefusedError for a refusal)."""
         if not messages:
             return
         client = await self._connected()
-        window = asyncio.Semaphore(self._settings.max_inflight)
-        results = await asyncio.gather(*(self._publish(client, m, window) for m in messages), return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            await self._disconnect()
-            raise MqttDeliveryError(
-                f"MQTT broker {self._address()} did not acknowledge {len(failures)} of {len(messages)} messages: "
-                f"{failures[0]}"
-            ) from failures[0]
+        publish = self._one_by_one if self._one_at_a_time else self._windowed
+        failures = await publish(client, messages)
+        self._one_at_a_time = bool(failures)
+        if not failures:
+            return
+        await self._disconnect()
+        refusals = [failure for failure in failures if isinstance(failure, MqttRefusedError)]
+        if refusals:
+            raise _refused(refusals, len(messages))
+        raise MqttDeliveryError(
+            f"MQTT broker {self._address()} did not acknowledge {len(failures)} of {len(messages)} messages: "
+            f"{failures[0]}"
+        ) from failures[0]
 
-    async def _publish(self, client: aiomqtt.Client, message: MqttMessage, window: asyncio.Semaphore) -> None:
-        """One QoS 1 publish; at most ``max_inflight`` wait for their PUBACK at once, because aiomqtt's cost
-        per pending call grows with the number pending."""
-        async with window:
-            await client.publish(
-                message.topic,
-                message.payload,
-                qos=1,
-                retain=message.retain,
-                properties=_properties(message) if self._settings.protocol == "mqttv5" else None,
-                timeout=self._settings.publish_timeout,
+    async def _windowed(self, client: aiomqtt.Client, messages: Sequence[MqttMessage]) -> list[BaseException]:
+        """Every message, at most ``max_inflight`` waiting for their PUBACK at once (aiomqtt's cost per pending
+        call grows with the number pending); the failures."""
+        window = asyncio.Semaphore(self._settings.max_inflight)
+
+        async def publish(message: MqttMessage) -> None:
+            async with window:
+                await self._publish(client, message)
+
+        results = await asyncio.gather(*(publish(message) for message in messages), return_exceptions=True)
+        return [result for result in results if isinstance(result, BaseException)]
+
+    async def _one_by_one(self, client: aiomqtt.Client, messages: Sequence[MqttMessage]) -> list[BaseException]:
+        """Each message once the one before was acknowledged; stops at the first failure and returns it."""
+        for message in messages:
+            try:
+                await self._publish(client, message)
+            except Exception as exc:  # the same failures the windowed publish collects
+                return [exc]
+        return []
+
+    async def _publish(self, client: aiomqtt.Client, message: MqttMessage) -> None:
+        await self._acknowledged(
+            client,
+            message.topic,
+            message.payload,
+            retain=message.retain,
+            properties=_properties(message) if self._settings.protocol == "mqttv5" else None,
+        )
+
+    async def _acknowledged(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish at QoS 1; MqttRefusedError when the PUBACK carries a failure reason code."""
+        await client.publish(
+            topic, payload, qos=1, retain=retain, properties=properties, timeout=self._settings.publish_timeout
+        )
+        reason = self._reasons.refusal() if self._reasons is not None else None
+        if reason is not None:
+            raise MqttRefusedError(
+                f"MQTT broker {self._address()} refused a publish to {topic!r}: {reason.getName()} "
+                f"(reason code 0x{reason.value:02X})",
+                topic=topic,
+                reason=reason.getName(),
             )
 
     async def _connected(self) -> aiomqtt.Client:
@@ -94,20 +144,28 @@ class MqttPublisher:
             return self._client
         client = self._new_client()
         client.pending_calls_threshold = self._settings.max_inflight  # our window; aiomqtt warns past 10 otherwise
+        self._reasons = PubackReasons(client)
         try:
             await client.__aenter__()
-            await client.publish(self._status_topic, ONLINE, qos=1, retain=True)
-            await self._publish_schemas(client)
         except aiomqtt.MqttError as exc:
             raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {exc}") from exc
-        log.info("connected to MQTT broker %s", self._address())
         self._client = client
+        try:
+            await self._acknowledged(client, self._status_topic, ONLINE, retain=True)
+            await self._publish_schemas(client)
+        except MqttRefusedError:
+            await self._disconnect()
+            raise
+        except aiomqtt.MqttError as exc:
+            await self._disconnect()
+            raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {exc}") from exc
+        log.info("connected to MQTT broker %s", self._address())
         return client
 
     async def _publish_schemas(self, client: aiomqtt.Client) -> None:
         for name, content in generate().items():
             topic = self._settings.topics.schemas.format(name=name.removesuffix(".json"))
-            await client.publish(topic, content, qos=1, retain=True)
+            await self._acknowledged(client, topic, content, retain=True)
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
@@ -116,6 +174,7 @@ class MqttPublisher:
                 await client.__aexit__(None, None, None)
             except aiomqtt.MqttError as exc:
                 log.debug("MQTT disconnect failed: %s", exc)
+            _take_disconnection(client)
 
     def _new_client(self) -> aiomqtt.Client:
         settings = self._settings
@@ -153,6 +212,24 @@ class MqttDirectSink:
         """Every PUBACK first; only then the cursor may move."""
         await self._publisher.publish(batch.events)
         await self._inner.deliver(batch)
+
+
+def _take_disconnection(client: aiomqtt.Client) -> None:
+    """aiomqtt 2 keeps a dropped connection's error in a future that only a reader of ``messages`` awaits; take it
+    here, or asyncio logs "Future exception was never retrieved" for every connection the broker dropped."""
+    disconnected = client._disconnected  # aiomqtt 2 exposes it no other way
+    if disconnected.done() and not disconnected.cancelled() and disconnected.exception() is not None:
+        log.debug("the MQTT broker had dropped the connection: %s", disconnected.exception())
+
+
+def _refused(refusals: list[MqttRefusedError], total: int) -> MqttRefusedError:
+    """One error for a batch the broker refused in part: the first refusal, and how many there were."""
+    first = refusals[0]
+    if len(refusals) == 1:
+        return first
+    return MqttRefusedError(
+        f"{first} ({len(refusals)} of {total} messages refused)", topic=first.topic, reason=first.reason
+    )
 
 
 def _properties(message: MqttMessage) -> Properties:

@@ -1,11 +1,20 @@
-"""CloudEvents as MQTT messages: topics, retained current state, MQTT 5 binary or 3.1.1 structured (pure)."""
+"""CloudEvents as MQTT messages: topics, retained current state, MQTT 5 binary or 3.1.1 structured (pure).
+
+Every field put into a topic is escaped, so that a value can neither split a topic level nor make the topic
+invalid: ``%``, ``/``, ``+``, ``#`` and the control characters (U+0000-U+001F, U+007F-U+009F) become ``%XX``
+(``%`` and the UTF-8 bytes in upper-case hex), everything else stays as it is. ``urllib.parse.unquote`` reverses it.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Final
 
 from borobridge.events import CloudEvent
 from borobridge.settings import MqttSettings
+
+_RESERVED: Final = re.compile(r"[%/+#\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +33,11 @@ def event_messages(event: CloudEvent, settings: MqttSettings) -> list[MqttMessag
     attributes = event.attributes
     record_id, _, transition = attributes["id"].rpartition("-")
     fields = {
-        "project": attributes["project"],
-        "task": attributes["task"],
-        "group": attributes["triggergroup"],
-        "name": attributes["subject"],
-        "alarm_id": record_id,
+        "project": topic_level(attributes["project"]),
+        "task": topic_level(attributes["task"]),
+        "group": topic_level(attributes["triggergroup"]),
+        "name": topic_level(attributes["subject"]),
+        "alarm_id": topic_level(record_id),
     }
     message = _encode(event, settings, settings.topics.transitions.format(**fields))
     if transition == "event":
@@ -38,6 +47,15 @@ def event_messages(event: CloudEvent, settings: MqttSettings) -> list[MqttMessag
         return [message, MqttMessage(active_topic, b"", retain=True)]
     retained = _encode(event, settings, active_topic, retain=True)
     return [message, retained]
+
+
+def topic_level(value: str) -> str:
+    """``value`` escaped to stay one valid topic level: reserved characters become ``%XX``."""
+    return _RESERVED.sub(_percent, value)
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
 
 
 def _encode(event: CloudEvent, settings: MqttSettings, topic: str, *, retain: bool = False) -> MqttMessage:

@@ -2,8 +2,12 @@
 
 The relay runs beside the poll loop with its own consumer group (``borobridge-<name>-mqtt``) and reads the
 events topics with ``read_committed``, so MQTT carries exactly what Kafka readers see, in the same per-task
-order. An MQTT outage stalls only the relay: the batch in hand is retried with backoff until the broker
+order. An MQTT outage or refusal stalls only the relay: the batch in hand is retried with backoff until the broker
 acknowledges it, Kafka delivery goes on, and nothing is skipped (at least once; a repeat has the same id).
+
+A record that is not one of the bridge's CloudEvents (a tombstone, a foreign producer's record) is skipped and
+counted. Any other failure (Kafka unreachable, an unexpected error) restarts the relay alone after a backoff:
+:meth:`MqttRelay.run` never raises, so the poll loop beside it never stops because of the relay.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
@@ -31,6 +38,9 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_MS: Final = 500
 MAX_RECORDS: Final = 2000
 NEVER_EVICT_MS: Final = 7 * 24 * 3600 * 1000  # a long MQTT outage must not cost the relay its partitions
+HEALTH_NAME: Final = "mqtt"
+REQUIRED_ATTRIBUTES: Final = ("id", "project", "task", "triggergroup", "subject", "datacontenttype")
+TRANSITIONS: Final = frozenset({"raised", "cleared", "event"})
 
 
 def relay_group(bridge_name: str) -> str:
@@ -42,6 +52,33 @@ def events_pattern(template: str) -> str:
     """A regular expression matching every topic the events template can produce."""
     before, _, after = template.partition("{project_id}")
     return f"^{re.escape(before)}[0-9]+{re.escape(after)}$"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Why a Kafka record cannot be relayed: ``reason`` labels the metric, ``detail`` explains it."""
+
+    reason: str
+    detail: str
+
+
+def decode_record(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> CloudEvent | Skipped:
+    """The CloudEvent of an events-topic record, or why it is not one the relay can publish."""
+    if value is None:
+        return Skipped("tombstone", "a tombstone (no value)")
+    try:
+        event = from_kafka_record(headers, value)
+    except (ValueError, KeyError, TypeError, msgspec.MsgspecError) as exc:
+        return Skipped("undecodable", f"not a CloudEvent ({type(exc).__name__}: {exc})")
+    attributes = event.attributes
+    missing = [name for name in REQUIRED_ATTRIBUTES if name not in attributes]
+    if missing:
+        return Skipped("not_a_cloudevent", f"no {', '.join(missing)} attribute")
+    if not all(isinstance(text, str) for text in attributes.values()):
+        return Skipped("not_a_cloudevent", "attributes that are not strings")
+    if attributes["id"].rpartition("-")[2] not in TRANSITIONS:
+        return Skipped("not_a_cloudevent", f"an id that names no transition: {attributes['id']!r}")
+    return event
 
 
 class MqttRelay:
@@ -61,12 +98,22 @@ class MqttRelay:
         self._publisher = publisher
         self._group = relay_group(bridge_name)
         self._metrics = metrics
-        self._backoff = backoff
-        self._health = health or Health()
+        self._failures = _Failures(metrics, health or Health(), backoff)
         self.relayed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set."""
+        """Relay until ``stop`` is set; a failure restarts the relay after a backoff, and never ends the bridge."""
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+            except KafkaError as exc:
+                reason = f"cannot read the events topics from Kafka ({exc!r})"
+                await _pause(stop, self._failures.failed("kafka", reason, "restarting the relay"))
+            except Exception as exc:  # whatever else goes wrong in the relay, the poll loop goes on
+                reason = f"failed unexpectedly ({exc!r})"
+                await _pause(stop, self._failures.failed("mqtt_relay", reason, "restarting the relay", unexpected=True))
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             group_id=self._group,
             isolation_level="read_committed",
@@ -76,8 +123,8 @@ class MqttRelay:
             metadata_max_age_ms=30_000,
             **connection_options(self._kafka),
         )
-        await consumer.start()
         try:
+            await consumer.start()
             consumer.subscribe(pattern=events_pattern(self._kafka.topics.events))
             while not stop.is_set():
                 await self._relay_once(consumer, stop)
@@ -87,9 +134,10 @@ class MqttRelay:
 
     async def _relay_once(self, consumer: Any, stop: asyncio.Event) -> None:
         batches = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
+        self._failures.recovered()
         if not batches:
             return
-        events = [from_kafka_record(m.headers, m.value) for messages in batches.values() for m in messages]
+        events = self._decoded(batches)
         if not await self._published(events, stop):
             return
         offsets = {partition: messages[-1].offset + 1 for partition, messages in batches.items()}
@@ -100,23 +148,80 @@ class MqttRelay:
         self.relayed += len(events)
         self._metrics.mqtt_relay_lag.set(_lag(consumer, offsets))
 
+    def _decoded(self, batches: dict[Any, list[Any]]) -> list[CloudEvent]:
+        """The CloudEvents of a fetch; the records that are not are counted, logged once per fetch, and skipped."""
+        events: list[CloudEvent] = []
+        skipped: list[tuple[Any, Skipped]] = []
+        for message in (m for messages in batches.values() for m in messages):
+            decoded = decode_record(message.headers, message.value)
+            if isinstance(decoded, Skipped):
+                skipped.append((message, decoded))
+                self._metrics.mqtt_relay_skipped.labels(decoded.reason).inc()
+            else:
+                events.append(decoded)
+        if skipped:
+            first, why = skipped[0]
+            log.warning(
+                "MQTT relay skipped %d records that are not the bridge's CloudEvents (first: %s partition %d "
+                "offset %d, %s); only the bridge should write to its events topics",
+                *(len(skipped), first.topic, first.partition, first.offset, why.detail),
+            )
+        return events
+
     async def _published(self, events: list[CloudEvent], stop: asyncio.Event) -> bool:
         """Retry until the broker acknowledged every event; False when stopped first (nothing is committed)."""
         while not stop.is_set():
             try:
                 await self._publisher.publish(events)
             except MqttDeliveryError as error:
-                self._metrics.errors.labels(error.kind).inc()
-                self._health.sink_failed("mqtt", str(error))
-                delay = self._backoff.next_delay()
-                log.warning("MQTT relay: %s; retrying %d events in %.1f s", error, len(events), delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await _pause(stop, self._failures.failed(error.kind, str(error), f"retrying {len(events)} events"))
                 continue
-            self._backoff.reset()
-            self._health.sink_succeeded("mqtt")
+            self._failures.recovered()
             return True
         return False
+
+
+class _Failures:
+    """The relay's run of failures: each counted by kind and reported to health, logged at WARNING when the run
+    starts or changes kind (repeats at DEBUG), and at INFO when it ends."""
+
+    def __init__(self, metrics: Metrics, health: Health, backoff: Backoff) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._backoff = backoff
+        self._kind: str | None = None
+
+    def failed(self, kind: str, reason: str, next_step: str, *, unexpected: bool = False) -> float:
+        """Count a failure; returns the backoff delay before ``next_step``."""
+        self._metrics.errors.labels(kind).inc()
+        self._health.sink_failed(HEALTH_NAME, reason)
+        delay = self._backoff.next_delay()
+        level = logging.WARNING if kind != self._kind else logging.DEBUG
+        self._kind = kind
+        log.log(
+            level,
+            "MQTT relay: %s; %s in %.1f s",
+            reason,
+            next_step,
+            delay,
+            exc_info=unexpected and level == logging.WARNING,
+        )
+        return delay
+
+    def recovered(self) -> None:
+        """The relay's last step succeeded: the run of failures, if any, is over."""
+        if self._kind is None:
+            return
+        log.info("MQTT relay recovered after %d failed attempts", self._backoff.failures)
+        self._kind = None
+        self._backoff.reset()
+        self._health.sink_succeeded(HEALTH_NAME)
+
+
+async def _pause(stop: asyncio.Event, delay: float) -> None:
+    """Wait ``delay`` seconds, or less when ``stop`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
 
 
 def _lag(consumer: Any, offsets: dict[Any, int]) -> int:

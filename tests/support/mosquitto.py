@@ -1,7 +1,7 @@
 """A real Mosquitto broker for tests, and `mosquitto_sub` as an independent subscriber.
 
 Load with ``pytest_plugins = ["tests.support.mosquitto"]``; the fixtures ``mosquitto``,
-``mosquitto_password`` and ``mosquitto_tls`` each give a `MosquittoBroker` of its own, started
+``mosquitto_password``, ``mosquitto_acl`` and ``mosquitto_tls`` each give a `MosquittoBroker` of its own, started
 from ``scripts/mosquitto`` on a free 127.0.0.1 port and stopped after the test. Mosquitto is
 installed on first use when it is missing.
 """
@@ -62,6 +62,7 @@ class MosquittoBroker:
     directory: Path
     with_password: bool = False
     with_tls: bool = False
+    with_acl: bool = False
     host: str = "127.0.0.1"
     port: int = 0
     running: bool = field(default=False, init=False)
@@ -99,6 +100,14 @@ class MosquittoBroker:
         """Stop the broker: SIGTERM saves the database first, ``kill=True`` simulates a crash."""
         run_script("stop", "--dir", str(self.directory), *(["--kill"] if kill else []))
         self.running = False
+
+    def set_acl(self, rules: str) -> None:
+        """Replace the broker's topic rules (mosquitto ``acl_file`` syntax); a running broker re-reads them."""
+        if not self.with_acl:
+            raise RuntimeError("this broker was started without an ACL file")
+        (self.directory / "acl").write_text(rules, encoding="utf-8")
+        if self.running:
+            run_script("reload", "--dir", str(self.directory))
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same persistence directory."""
@@ -140,6 +149,8 @@ class MosquittoBroker:
             options.append("--password")
         if self.with_tls:
             options.append("--tls")
+        if self.with_acl:
+            options.append("--acl")
         return options
 
 
@@ -298,11 +309,11 @@ def content_type_of(message: aiomqtt.Message) -> str | None:
 
 @contextlib.contextmanager
 def running_broker(
-    directory: Path, *, with_password: bool = False, with_tls: bool = False
+    directory: Path, *, with_password: bool = False, with_tls: bool = False, with_acl: bool = False
 ) -> Iterator[MosquittoBroker]:
     """A started broker, stopped on exit whatever happened."""
     ensure_installed()
-    broker = MosquittoBroker(directory, with_password=with_password, with_tls=with_tls)
+    broker = MosquittoBroker(directory, with_password=with_password, with_tls=with_tls, with_acl=with_acl)
     broker.start()
     try:
         yield broker
@@ -321,6 +332,13 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
 def mosquitto_password(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A broker that accepts only the user `borobridge` with its random password."""
     with running_broker(tmp_path / "mosquitto-password", with_password=True) as broker:
+        yield broker
+
+
+@pytest.fixture
+def mosquitto_acl(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A password broker whose topic rules (an ACL file, at first allowing everything) `set_acl` replaces."""
+    with running_broker(tmp_path / "mosquitto-acl", with_password=True, with_acl=True) as broker:
         yield broker
 
 
