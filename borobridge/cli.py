@@ -25,6 +25,7 @@ from borobridge.settings import KafkaSettings, LoggingSettings, Settings, load_s
 
 LEVELS: Final = ("ok", "warning", "error", "major", "fatal")
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIX: Final = re.compile(r"^\d+(?:\.\d+)?$")
 _SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 RUN_EPILOG: Final = """\
@@ -295,12 +296,11 @@ def _since(text: str) -> float:
     duration = _DURATION.match(text)
     if duration is not None:
         return time.time() - float(duration.group(1)) * _SECONDS[duration.group(2)]
-    try:
-        return _moment(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 15m, 1h or 2d, an RFC 3339 time or Unix seconds, got {text!r}"
-        ) from None
+    with contextlib.suppress(ValueError):
+        return float(text) if _UNIX.match(text) else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    raise argparse.ArgumentTypeError(
+        f"expected a duration such as 15m, 1h or 2d, an RFC 3339 time or Unix seconds, got {text!r}"
+    )
 
 
 def _check_config(args: argparse.Namespace) -> int:
