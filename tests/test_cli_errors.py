@@ -278,3 +278,78 @@ async def test_the_instance_a_second_one_takes_over_from_says_so_in_one_line(
     ), said
     assert all(LOG_LINE.match(line) for line in logged), said
     assert "Future exception was never retrieved" not in said
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (
+            {"boro": {"url": "boro.example/ctrl_api/v1/json"}},
+            "boro.url: 'boro.example/ctrl_api/v1/json' is not an http(s) URL; write e.g. "
+            "https://boro.example/ctrl_api/v1/json",
+        ),
+        (
+            {"boro": {"url": "https://boro.example:80443/ctrl_api/v1/json"}},
+            "boro.url: 'https://boro.example:80443/ctrl_api/v1/json' has an invalid port; write e.g. "
+            "https://boro.example/ctrl_api/v1/json",
+        ),
+        (
+            {"kafka": {"bootstrap_servers": "kafka-0:9092", "topics": {"events": "boro.{project}"}}},
+            "kafka.topics.events: unknown template field {project} in 'boro.{project}'; use {project_id}",
+        ),
+        (
+            {"mqtt": {"host": "mqtt", "topics": {"status": "bridges/{bridge}/{state"}}},
+            "mqtt.topics.status: 'bridges/{bridge}/{state' is not a template (expected '}' before end of string); "
+            "write fields as {bridge}",
+        ),
+        (
+            {"kafka": {"bootstrap_servers": "kafka-0:9092,kafka-1:port"}},
+            "kafka.bootstrap_servers: 'kafka-1:port' is not host:port with a port from 1 to 65535; write e.g. "
+            "kafka-0:9092,kafka-1:9092",
+        ),
+        (
+            {"state": {"path": "config.yaml/state.json"}},
+            "state.path: config.yaml is not a directory; choose a state.path in a writable directory",
+        ),
+        (
+            {"first_start": {"mode": "since", "since": "2999-01-01T00:00:00Z"}},
+            "first_start.since: 2999-01-01T00:00:00+00:00 is in the future; give a time that has passed, or use "
+            "mode now",
+        ),
+    ],
+)
+def test_check_config_refuses_what_would_break_at_run_time(
+    tmp_path: Path, config: dict[str, Any], problem: str
+) -> None:
+    path = write_config(tmp_path, config)
+    done = borobridge("check-config", str(path), cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"invalid configuration:\n  {problem}\n")
+
+
+def test_check_config_lists_every_run_time_problem_at_once(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, {"boro": {"url": "ftp://boro"}, "kafka": {"bootstrap_servers": "k:x", "topics": {"events": "{x}"}}}
+    )
+    done = borobridge("check-config", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == [
+        "invalid configuration",
+        "  boro.url",
+        "  kafka.topics.events",
+        "  kafka.bootstrap_servers",
+    ]
+
+
+def test_check_config_accepts_a_valid_configuration(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        {
+            "boro": {"url": "https://boro.example:8443/ctrl_api/v1/json"},
+            "kafka": {"bootstrap_servers": "kafka-0:9092, [::1]:9093,kafka-2"},
+            "mqtt": {"host": "mqtt", "topics": {"transitions": "{{literal}}/{project}/{alarm_id}"}},
+            "first_start": {"mode": "since", "since": "2026-01-01T00:00:00Z"},
+        },
+    )
+    done = borobridge("check-config", str(path), cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "bootstrap_servers: kafka-0:9092, [::1]:9093,kafka-2" in done.stdout
