@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, get_args
 
 import yaml
 
@@ -21,9 +21,16 @@ from borobridge.errors import BridgeError, ConfigError
 from borobridge.failures import describe, expected_failure
 from borobridge.logs import configure_logging
 from borobridge.preflight import check_runtime
-from borobridge.settings import KafkaSettings, LoggingSettings, Settings, load_settings, settings_to_builtins
+from borobridge.settings import (
+    KafkaSettings,
+    Level,
+    LoggingSettings,
+    Settings,
+    load_settings,
+    settings_to_builtins,
+)
 
-LEVELS: Final = ("ok", "warning", "error", "major", "fatal")
+LEVELS: Final = get_args(Level)  # in order of severity
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIX: Final = re.compile(r"^\d+(?:\.\d+)?$")
 _SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TextIO
+from typing import Any, Final, Literal, TextIO, get_args
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,13 +22,13 @@ from aiokafka.errors import KafkaError
 
 from borobridge.errors import BridgeError
 from borobridge.events import CloudEvent, from_kafka_record
-from borobridge.settings import KafkaSettings
+from borobridge.settings import KafkaSettings, Level
 from borobridge.sinks.kafka_connection import connection_hint, connection_options
 from borobridge.sinks.mqtt_relay import events_pattern
 
 log = logging.getLogger(__name__)
 
-SEVERITIES: Final = ("ok", "warning", "error", "major", "fatal")
+SEVERITIES: Final = get_args(Level)  # in order of severity
 DISCOVERY_INTERVAL: Final = 5.0
 POLL_MS: Final = 500
 _ENCODER: Final = msgspec.json.Encoder()
