@@ -7,19 +7,80 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final, get_args
 
 import yaml
 
 from borobridge import __version__
 from borobridge.errors import BridgeError, ConfigError
+from borobridge.failures import describe, expected_failure
 from borobridge.logs import configure_logging
-from borobridge.settings import KafkaSettings, Settings, load_settings, settings_to_builtins
+from borobridge.preflight import check_runtime
+from borobridge.settings import (
+    KafkaSettings,
+    Level,
+    Settings,
+    load_settings,
+    settings_to_builtins,
+)
 
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
+LEVELS: Final = get_args(Level)  # in order of severity
+_DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIX: Final = re.compile(r"^\d+(?:\.\d+)?$")
+_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+RUN_EPILOG: Final = """\
+examples:
+  borobridge run                                 the built-in Boro simulator, events as JSON lines on stdout
+  borobridge run --output events.jsonl           the same, into a file (cut back to its last commit on restart)
+  borobridge run --config borobridge.yaml        a real Boro, Kafka and MQTT as configured
+  BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS=kafka-0:9092 borobridge run --config borobridge.yaml
+
+Every configuration key can be set as BOROBRIDGE_<SECTION>__<KEY> (see docs/configuration.md).
+Exit status: 0 stopped by SIGTERM or SIGINT, 1 failure, 2 invalid configuration.
+"""
+
+CHECK_EPILOG: Final = """\
+examples:
+  borobridge check-config borobridge.yaml
+  BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS=kafka-0:9092 borobridge check-config borobridge.yaml
+
+Besides types and ranges it refuses what would fail at run time: a malformed boro.url, unknown fields in
+topic templates, kafka.bootstrap_servers that are not host:port, a state.path that cannot be written
+(without Kafka), a first_start.since in the future. Exit status: 0 valid, 2 invalid.
+"""
+
+TAIL_EPILOG: Final = """\
+examples:
+  borobridge tail --config borobridge.yaml                       new events, one line each
+  borobridge tail --config borobridge.yaml --level major         major and fatal only
+  borobridge tail --config borobridge.yaml --since 1h --project 23
+  borobridge tail --config borobridge.yaml --since 2026-11-20T08:00:00Z --format json --max 100
+  borobridge tail --config borobridge.yaml --from-beginning --format cloudevent --idle-exit 5 > events.jsonl
+
+Only committed events are shown (read_committed). Topics of projects that appear while tail runs are
+followed from their first event. Ctrl-C stops it (exit status 0).
+"""
+
+REPLAY_EPILOG: Final = """\
+examples:
+  borobridge replay --config borobridge.yaml --since 2026-11-20T00:00:00Z
+  borobridge replay --config borobridge.yaml --since 1763596800 --until 1763683200
+
+Replayed events have the source and id of the first delivery, so consumers recognise repeats. An interrupted
+replay can simply be run again.
+"""
+
+SCHEMAS_EPILOG: Final = """\
+examples:
+  borobridge schemas                        rewrite ./schemas
+  borobridge schemas --out /tmp/schemas     write them elsewhere (the directory is created when missing)
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,51 +88,114 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return EXIT_CONFIG
-    except BridgeError as error:
-        print(f"borobridge: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+    except (BridgeError, BaseExceptionGroup, KeyboardInterrupt, asyncio.CancelledError) as error:
+        failure = expected_failure(error)
+        if failure is None:
+            raise
+        line, status = describe(failure, args.interrupted)
+        print(line, file=sys.stderr)
+        return status
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="borobridge", description="Elecard Boro alarms as CloudEvents.")
     parser.add_argument("--version", action="version", version=f"borobridge {__version__}")
+    parser.set_defaults(interrupted="interrupted")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    run = commands.add_parser("run", help="poll Boro and publish alarm transitions")
-    run.add_argument("--config", type=Path, help="YAML configuration file (default: the embedded default)")
-    run.add_argument("--output", help="write JSON lines to this file instead of stdout")
-    run.add_argument("--state", help="local cursor file (default: borobridge-state.json)")
-    run.set_defaults(handler=_run)
-
+    _add_run(commands)
     _add_simulate(commands)
 
-    check = commands.add_parser("check-config", help="validate a configuration file and print it, secrets masked")
-    check.add_argument("file", type=Path)
+    _add_check_config(commands)
+    _add_tail(commands)
+    _add_replay(commands)
+    _add_schemas(commands)
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, epilog: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=summary[:1].upper() + summary[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = _command(commands, "run", "poll Boro and publish alarm transitions", RUN_EPILOG)
+    run.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML configuration file (default: the embedded default)"
+    )
+    run.add_argument("--output", metavar="FILE", help="write JSON lines to FILE instead of stdout (output.path)")
+    run.add_argument(
+        "--state",
+        metavar="FILE",
+        help="local cursor file when there is no Kafka (state.path; default: borobridge-state.json)",
+    )
+    run.set_defaults(handler=_run)
+
+
+def _add_check_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = _command(
+        commands, "check-config", "validate a configuration file and print it, secrets masked", CHECK_EPILOG
+    )
+    check.add_argument(
+        "file", type=Path, metavar="FILE", help="YAML configuration file; BOROBRIDGE_* variables apply too"
+    )
     check.set_defaults(handler=_check_config)
 
-    tail = commands.add_parser("tail", help="follow the committed alarm events in Kafka")
-    tail.add_argument("--config", type=Path, help="YAML configuration file with a kafka section")
-    tail.add_argument("--project", help="only this project id")
-    tail.add_argument("--task", help="only this task id")
-    tail.add_argument("--level", choices=["ok", "warning", "error", "major", "fatal"], help="only this severity")
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
-    tail.add_argument("--max", type=int, help="stop after this many events")
-    tail.add_argument("--idle-exit", type=float, help="stop after this many seconds without events")
+
+def _add_tail(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tail = _command(commands, "tail", "follow the committed alarm events in Kafka", TAIL_EPILOG)
+    tail.add_argument("--config", type=Path, metavar="FILE", help="the bridge's YAML configuration (its kafka section)")
+    tail.add_argument("--project", metavar="ID", help="only events of this Boro project id")
+    tail.add_argument("--task", metavar="ID", help="only events of this Boro task id")
+    tail.add_argument(
+        "--level", choices=LEVELS, help="only this severity or worse (order: ok, warning, error, major, fatal)"
+    )
+    tail.add_argument(
+        "--format",
+        choices=["line", "json", "cloudevent"],
+        default="line",
+        help="line: time, severity, transition, project/task, trigger and id (default); json: one object per "
+        "event with topic, partition, offset, timestamp, key, headers and the event; cloudevent: the event as "
+        "structured CloudEvents JSON",
+    )
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
+    start.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="start at events written since WHEN: a duration back from now (90s, 15m, 1h, 2d), an RFC 3339 time "
+        "or Unix seconds (default: only new events)",
+    )
+    tail.add_argument("--max", type=int, metavar="N", help="stop after N events")
+    tail.add_argument("--idle-exit", type=float, metavar="SECONDS", help="stop after SECONDS without a new event")
     tail.set_defaults(handler=_tail)
 
-    replay = commands.add_parser("replay", help="re-emit a past period from Boro into Kafka (same event ids)")
-    replay.add_argument("--config", type=Path, help="YAML configuration file with boro and kafka sections")
-    replay.add_argument("--since", required=True, type=_moment, help="start, RFC 3339 or Unix time")
-    replay.add_argument("--until", type=_moment, help="end, RFC 3339 or Unix time (default: now)")
-    replay.set_defaults(handler=_replay)
 
-    schemas = commands.add_parser("schemas", help="write the JSON Schemas into a directory")
-    schemas.add_argument("--out", type=Path, default=Path("schemas"))
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = _command(commands, "replay", "re-emit a past period from Boro into Kafka (same event ids)", REPLAY_EPILOG)
+    replay.add_argument("--config", type=Path, metavar="FILE", help="the bridge's YAML configuration (boro and kafka)")
+    replay.add_argument("--since", required=True, type=_moment, metavar="WHEN", help="start, RFC 3339 or Unix time")
+    replay.add_argument("--until", type=_moment, metavar="WHEN", help="end, RFC 3339 or Unix time (default: now)")
+    replay.set_defaults(
+        handler=_replay,
+        interrupted="interrupted; what was sent stays in Kafka, run the same replay again to finish it "
+        "(repeats keep their ids)",
+    )
+
+
+def _add_schemas(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schemas = _command(commands, "schemas", "write the JSON Schemas into a directory", SCHEMAS_EPILOG)
+    schemas.add_argument(
+        "--out", type=Path, default=Path("schemas"), metavar="DIR", help="directory to write into (default: schemas)"
+    )
     schemas.set_defaults(handler=_schemas)
-    return parser
 
 
 SIMULATE_EPILOG = """\
@@ -157,11 +281,9 @@ def _run(args: argparse.Namespace) -> int:
     from borobridge.app import run_bridge  # noqa: PLC0415 - keeps check-config free of I/O libraries
 
     settings = _load(args)
+    check_runtime(settings)
     configure_logging(settings.logging)
-    try:
-        asyncio.run(run_bridge(settings))
-    except* BridgeError as group:
-        raise group.exceptions[0] from None
+    asyncio.run(run_bridge(settings))
     return 0
 
 
@@ -200,13 +322,22 @@ def _simulator_flags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from borobridge.tail import TailFilter, tail  # noqa: PLC0415 - only this command needs Kafka here
+    from borobridge.tail import TailFilter, TailOptions, tail  # noqa: PLC0415 - only this command needs Kafka here
 
-    kafka = _kafka_settings(_load(args))
+    settings = _load(args)
+    kafka = _kafka_settings(settings)
+    check_runtime(settings)
+    configure_logging(settings.logging)
     chosen = TailFilter(project=args.project, task=args.task, level=args.level)
-    run = tail(kafka, chosen, from_beginning=args.from_beginning, limit=args.max, idle_exit=args.idle_exit)
+    options = TailOptions(
+        from_beginning=args.from_beginning,
+        since=args.since,
+        limit=args.max,
+        idle_exit=args.idle_exit,
+        format=args.format,
+    )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run)
+        asyncio.run(tail(kafka, chosen, options))
     return 0
 
 
@@ -215,6 +346,7 @@ def _replay(args: argparse.Namespace) -> int:
     from borobridge.replay import ReplayProgress, replay  # noqa: PLC0415
 
     settings = _load(args)
+    check_runtime(settings)
     configure_logging(settings.logging)
 
     def show(progress: ReplayProgress) -> None:
@@ -245,8 +377,21 @@ def _moment(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an RFC 3339 time or Unix seconds, got {text!r}") from exc
 
 
+def _since(text: str) -> float:
+    """A duration back from now (``90s``, ``15m``, ``1h``, ``2d``), an RFC 3339 time or Unix seconds."""
+    duration = _DURATION.match(text)
+    if duration is not None:
+        return time.time() - float(duration.group(1)) * _SECONDS[duration.group(2)]
+    with contextlib.suppress(ValueError):
+        return float(text) if _UNIX.match(text) else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    raise argparse.ArgumentTypeError(
+        f"expected a duration such as 15m, 1h or 2d, an RFC 3339 time or Unix seconds, got {text!r}"
+    )
+
+
 def _check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.file, os.environ)
+    check_runtime(settings)
     print(yaml.safe_dump(settings_to_builtins(settings), sort_keys=False), end="")
     return 0
 
@@ -254,6 +399,15 @@ def _check_config(args: argparse.Namespace) -> int:
 def _schemas(args: argparse.Namespace) -> int:
     from borobridge.schemas import write  # noqa: PLC0415 - only this command needs it
 
-    for path in write(args.out):
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise BridgeError(f"--out {out} is a file; give --out a directory (it is created when missing)")
+    try:
+        written = write(out)
+    except OSError as exc:
+        raise BridgeError(
+            f"cannot write the schemas into {out}: {exc.strerror}; give --out a writable directory"
+        ) from exc
+    for path in written:
         print(path)
     return 0

@@ -144,7 +144,7 @@ class HealthSettings(Base, frozen=True):
     """The HTTP listener for /livez, /readyz and /metrics."""
 
     enabled: bool = True
-    host: str = "0.0.0.0"  # noqa: S104 - probes and scrapers reach the pod from outside
+    host: str = "127.0.0.1"  # a pod sets 0.0.0.0 (the Helm chart does) so that probes and scrapers reach it
     port: Port = 8080
 
 

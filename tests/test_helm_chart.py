@@ -237,6 +237,8 @@ def test_default_configuration_is_accepted_by_borobridge(chart: helm.Chart, tmp_
     settings = load_settings(path, environ={})
     assert settings.name == FULLNAME
     assert settings.health.port == 8080
+    assert settings.health.host == "0.0.0.0", "the kubelet's probes and Prometheus come from outside the pod"  # noqa: S104
+    assert load_settings(None, environ={}).health.host == "127.0.0.1", "outside a pod the listener stays local"
     assert settings.logging.format == "json"
     assert settings.state.path.startswith(f"{POD_TMP}/")
 

@@ -66,7 +66,8 @@ async def test_tail_prints_every_event_and_filters(kafka: KafkaCluster, tmp_path
         )
     assert code == 0
     assert out.splitlines()
-    assert all(" error " in line and line.split()[3].startswith(f"{project}/") for line in out.splitlines())
+    assert {line.split()[1] for line in out.splitlines()} <= {"error", "major", "fatal"}, "error or worse"
+    assert all(line.split()[3].startswith(f"{project}/") for line in out.splitlines())
 
 
 async def test_replay_re_emits_the_period_with_the_same_ids(kafka: KafkaCluster, tmp_path: Path) -> None:
