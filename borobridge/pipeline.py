@@ -162,12 +162,12 @@ class Pipeline:
         for stream in self._streams.values():
             due = self._due.get(stream.id, 0.0)
             if now >= due:
-                reads.append(Read(stream, "poll", stream.position, stream.queries(stream.position)))
+                reads.append(Read(stream, "poll", stream.position, stream.queries(stream.position, "poll")))
             elif due == math.inf:
                 continue  # failed in this cycle: the next cycle tries again
             sweep = stream.sweep or self._start_sweep(stream, now)
             if sweep is not None:
-                reads.append(Read(stream, "sweep", sweep, stream.queries(sweep)))
+                reads.append(Read(stream, "sweep", sweep, stream.queries(sweep, "sweep")))
         return reads
 
     def _start_sweep(self, stream: Stream, now: float) -> Position | None:
@@ -175,7 +175,7 @@ class Pipeline:
         if stream.position.busy or now < self._next_sweep.setdefault(stream.id, now + options.interval):
             return None
         self._next_sweep[stream.id] = now + options.interval
-        stream.sweep = reading.sweep_position(stream.position.clock, options.window)
+        stream.sweep = reading.sweep_position(stream.position, options.window)
         return stream.sweep
 
     def _prepare(self, reads: list[Read], results: list[PageResult]) -> Round:
@@ -200,7 +200,7 @@ class Pipeline:
     def _feed(self, read: Read, pages: list[AlarmPage], batch: Batch) -> bool:
         """Feed one read's answer; True when the stream's checkpoint changed."""
         stream = read.stream
-        fed = stream.feed(read.position, read.queries, pages, self._settings.boro.reply_order)
+        fed = stream.feed(read.position, read.queries, pages, self._settings.boro.reply_order, read.purpose)
         self._metrics.records.inc(sum(page.size for page in pages))
         if read.purpose == "sweep":
             stream.sweep = fed.position if fed.position.windows else None
@@ -212,7 +212,8 @@ class Pipeline:
         build = self._factory.build
         batch.events += [build(transition) for transition in fed.transitions]
         batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in fed.rejected]
-        return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and fed.position != read.position)
+        moved = reading.resumable(fed.position) != reading.resumable(read.position)
+        return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and moved)
 
     def _count_reconciled(self, stream: Stream, transitions: Iterable[AlarmTransition]) -> None:
         for transition in transitions:
@@ -283,10 +284,7 @@ class Pipeline:
     def _count_failure(self, read: Read, error: BoroError) -> BoroError:
         self._metrics.polls.labels("error").inc()
         self._metrics.errors.labels(error.kind).inc()
-        stream = read.stream
-        if read.purpose == "sweep":
-            stream.sweep = None  # the next sweep starts over
-        self._due[stream.id] = math.inf
+        self._due[read.stream.id] = math.inf
         log.warning("stream %s: read failed, position stays at %s: %s", read.stream.id, _describe(read.position), error)
         return error
 

@@ -86,7 +86,7 @@ class Answer:
     clock: int | None  # the latest Boro time the replies prove
 
 
-def answer_of(pages: Sequence[AlarmPage], hint: Order = "oldest_first") -> Answer:
+def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first") -> Answer:
     """The answer of one read step, each page's records put in change order, in call order."""
     records = [item for page in pages for item in in_change_order(page.records, hint)]
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
@@ -153,6 +153,18 @@ def usable(position: Position, page: Answer) -> bool:
     return not page.full or paged(position)
 
 
+def resumable(position: Position) -> Position:
+    """The position to checkpoint: a paged read in progress starts over, since its pages are fed only whole."""
+    return _moved(position, page=1, passes=0, fresh=False) if paged(position) else position
+
+
+def same_read(before: Position, after: Position) -> bool:
+    """Whether ``after`` still pages the listing ``before`` paged (the snapshot, or the same window)."""
+    if before.snapshot:
+        return after.snapshot
+    return bool(after.windows) and after.windows[0] == before.windows[0]
+
+
 def paged(position: Position) -> bool:
     """Whether ``position`` reads a listing page by page: the first-start snapshot, or one crowded second."""
     return position.snapshot or (bool(position.windows) and _paged(position))
@@ -168,18 +180,25 @@ def _time_of(token: Token | None) -> int | None:
     return int(token) if token is not None and UNIX_MIN <= token < UNIX_MAX else None
 
 
-def in_change_order(records: Sequence[DecodedRecord], hint: Order = "oldest_first") -> list[DecodedRecord]:
+def in_change_order(records: Sequence[DecodedRecord], hint: Order | int = "oldest_first") -> list[DecodedRecord]:
     """The records oldest change first, whichever way Boro listed them.
 
-    The listing's direction is read from the records themselves: the change time of an event or an active
-    state is its trigger time, a cleared state's is estimated from ``info.time_end``; ties go by record id.
-    Only when the records say nothing (one record, all alike) does ``hint`` decide.
+    The listing's direction is read from the records whose change time is exact (an event's or an active state's
+    trigger time; a cleared state's is not in the record). When they say nothing (one record, all cleared, all
+    in one second), ``hint`` decides: the direction seen in this kind of listing so far (:func:`direction`, as a
+    sum), else the configured order.
     """
-    keys = [_change_key(item) for item in records]
-    rising = sum(1 for a, b in itertools.pairwise(keys) if a < b)
-    falling = sum(1 for a, b in itertools.pairwise(keys) if a > b)
-    newest_first = falling > rising or (falling == rising and hint == "newest_first")
+    votes = direction(records)
+    if not votes and isinstance(hint, int):
+        votes = hint
+    newest_first = votes < 0 or (not votes and hint == "newest_first")
     return list(reversed(records)) if newest_first else list(records)
+
+
+def direction(records: Sequence[DecodedRecord]) -> int:
+    """Evidence of a listing's direction: pairs of exact change times in rising order minus those falling."""
+    exact = [item.record.trigger_time for item in records if item.record.active is not False]
+    return sum((a < b) - (a > b) for a, b in itertools.pairwise(exact))
 
 
 def read_bound(query: AlarmQuery, clock: int | None) -> int | None:
@@ -187,15 +206,16 @@ def read_bound(query: AlarmQuery, clock: int | None) -> int | None:
     return query.period_to if query.period_to is not None else clock
 
 
-def sweep_position(clock: int | None, window: int) -> Position | None:
-    """The reconciliation sweep's read: the last ``window`` seconds of Boro's clock, in bounded windows.
+def sweep_position(position: Position, window: int) -> Position | None:
+    """The reconciliation sweep's read: ``window`` seconds of Boro's clock up to the stream's floor.
 
-    It is a throwaway position: read with :func:`next_query` and :func:`after_reply` like any other, it never
-    touches the stream's own; nothing to sweep before a Boro time is known.
+    It is a throwaway position, read with :func:`next_query` and :func:`after_reply` like any other, that never
+    touches the stream's own. It ends before the floor: what changed since is the token's to deliver, in order,
+    and a sweep that met it first would report a miss that is none.
     """
-    if clock is None:
+    if position.floor is None or position.busy:
         return None
-    return Position(clock=clock, windows=(Window(max(clock - window, 1), clock + 1),))
+    return Position(clock=position.clock, windows=(Window(max(position.floor - window, 1), position.floor - 1),))
 
 
 def _after_snapshot_page(position: Position, page: Answer, *, fresh: bool) -> Position:
@@ -287,7 +307,8 @@ def _records_clock(records: Iterable[DecodedRecord]) -> int | None:
     return max((item.record.trigger_time for item in records), default=None)
 
 
-def _change_key(item: DecodedRecord) -> tuple[float, int]:
+def change_key(item: DecodedRecord) -> tuple[float, int]:
+    """When a record last changed, as far as the record tells (its id breaks ties)."""
     record = item.record
     when: float = record.trigger_time
     if record.type == "state" and record.active is False:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import msgspec
 
 from borobridge import reading
-from borobridge.boro.queries import AlarmPage, AlarmQuery, RejectedRecord
+from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord, RejectedRecord
 from borobridge.checkpoint import Checkpoint
 from borobridge.reading import Order, Position
 from borobridge.settings import BoroSettings, FilterSettings, FirstStartSettings
@@ -32,6 +32,9 @@ class Stream:
     tasks: set[int] = field(default_factory=set)
     sweep: Position | None = None
     position: Position = field(init=False)
+    _horizon: int = field(default=0, init=False, repr=False)  # Boro time before which the memory forgets
+    _gathered: dict[str, _Gathered] = field(default_factory=dict, init=False, repr=False)
+    _directions: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # by kind of listing
     _marks: deque[tuple[int, Position, frozenset[int]]] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
 
@@ -49,37 +52,81 @@ class Stream:
         """False until the stream has a position to read from (a first start sets it)."""
         return self.position.token is not None or self.position.busy
 
-    def queries(self, position: Position) -> list[AlarmQuery]:
+    def queries(self, position: Position, lane: str = "poll") -> list[AlarmQuery]:
         """The calls that read ``position`` on: the configured selector, and the tasks seen when it is ``"*"``.
 
         ``"*"`` covers only the tasks of running probes; a task seen once is also asked for by id, so the clear
         of a state whose probe stopped still arrives.
         """
         query = reading.next_query(position, self.base)
-        if self.base.task_ids != "*" or not self.tasks or reading.paged(position):
-            return [query]  # two listings paged side by side would interleave out of order
-        return [query, replace(query, task_ids=sorted(self.tasks))]
+        tasks = self._tasks_for(position, lane)
+        if self.base.task_ids != "*" or not tasks:
+            return [query]
+        return [query, replace(query, task_ids=list(tasks))]
 
-    def feed(self, position: Position, queries: list[AlarmQuery], pages: list[AlarmPage], order: Order) -> FedPage:
-        """Feed the answer to :meth:`queries` read at ``position``: its transitions and the position after it."""
-        answer = reading.answer_of(pages, order)
+    def _tasks_for(self, position: Position, lane: str) -> tuple[int, ...]:
+        """The tasks asked for by id; a paged read asks for the same ones on every page of every pass."""
+        if not reading.paged(position):
+            return tuple(sorted(self.tasks))
+        gathered = self._gathered.setdefault(lane, _Gathered())
+        if position.page == 1 and position.passes == 0:
+            gathered.clear()
+            gathered.tasks = tuple(sorted(self.tasks))
+        return gathered.tasks
+
+    def feed(
+        self, position: Position, queries: list[AlarmQuery], pages: list[AlarmPage], order: Order, lane: str = "poll"
+    ) -> FedPage:
+        """Feed the answer to :meth:`queries` read at ``position``: its transitions and the position after it.
+
+        A paged read (the snapshot, one crowded second) is fed only once it is whole: its pages are gathered,
+        pass after pass, and fed together in change order, since a record moving between two pages would
+        otherwise come after later ones. ``lane`` keeps the sweep's pages apart from the stream's own.
+        """
+        kind = "token" if queries[0].update_token is not None else "period"
+        seen = self._directions.get(kind, 0)
+        answer = reading.answer_of(pages, seen or order)
+        self._directions[kind] = seen + sum(reading.direction(page.records) for page in pages)
+        if reading.paged(position):
+            return self._feed_paged(position, queries, answer, pages, lane)
         used = reading.usable(position, answer)
-        records = answer.records if used else []
-        clock = max((c for c in (answer.clock, position.clock) if c is not None), default=None)
-        transitions = self.memory.feed(records, reading.read_bound(queries[0], clock))
-        self.tasks.update(item.record.task_id for item in records)
         rejected = [item for page in pages for item in page.rejected] if used else []
-        after = reading.after_reply(position, answer, fresh=bool(transitions))
+        records = _recent(answer.records, self._horizon) if used else []
+        transitions = self._remember(position, queries, answer, records)
+        return FedPage(transitions, rejected, reading.after_reply(position, answer, fresh=bool(transitions)))
+
+    def _feed_paged(
+        self, position: Position, queries: list[AlarmQuery], answer: reading.Answer, pages: list[AlarmPage], lane: str
+    ) -> FedPage:
+        gathered = self._gathered.setdefault(lane, _Gathered())
+        fresh = gathered.add(answer.records, [item for page in pages for item in page.rejected])
+        after = reading.after_reply(position, answer, fresh=fresh)
+        if reading.same_read(position, after):
+            return FedPage([], [], after)
+        records = sorted(gathered.records.values(), key=reading.change_key)
+        if not position.snapshot:  # the snapshot lists every active state, however old
+            records = _recent(records, self._horizon)
+        transitions = self._remember(position, queries, answer, records)
+        rejected = list(gathered.rejected.values())
+        gathered.clear()
         return FedPage(transitions, rejected, after)
+
+    def _remember(
+        self, position: Position, queries: list[AlarmQuery], answer: reading.Answer, records: list[DecodedRecord]
+    ) -> list[AlarmTransition]:
+        clock = max((c for c in (answer.clock, position.clock) if c is not None), default=None)
+        self.tasks.update(item.record.task_id for item in records)
+        return self.memory.feed(records, reading.read_bound(queries[0], clock))
 
     def checkpoint(self) -> Checkpoint:
         """The record that commits this stream where it stands now, memory as fed so far."""
-        self._marks.append((self.memory.mark(), self.position, frozenset(self.tasks)))
+        position = reading.resumable(self.position)
+        self._marks.append((self.memory.mark(), position, frozenset(self.tasks)))
         return Checkpoint(
             stream=self.id,
-            update_token=self.position.token,
+            update_token=position.token,
             active=self.memory.active,
-            position=self.position,
+            position=position,
             finished=self.memory.finished,
             tasks=sorted(self.tasks),
         )
@@ -91,6 +138,7 @@ class Stream:
         horizon = _horizon(self.committed, horizon_seconds)
         if horizon is not None:
             self.memory.forget_before(horizon)
+            self._horizon = horizon
 
     def rollback(self) -> None:
         """Give up every checkpoint not committed yet, and what was fed for them."""
@@ -99,6 +147,27 @@ class Stream:
         self.position = self.committed
         self.tasks = set(self._committed_tasks)
         self.sweep = None
+        self._gathered.clear()
+
+
+@dataclass
+class _Gathered:
+    """The pages of a paged read so far, every pass together: the latest version of each record."""
+
+    records: dict[int, DecodedRecord] = field(default_factory=dict)
+    rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
+    tasks: tuple[int, ...] = ()
+
+    def add(self, records: list[DecodedRecord], rejected: list[RejectedRecord]) -> bool:
+        """Gather a page; True when it holds a record not seen before in this read."""
+        fresh = any(item.record.id not in self.records for item in records)
+        self.records.update((item.record.id, item) for item in records)
+        self.rejected.update((item.raw, item) for item in rejected)
+        return fresh
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.rejected.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +177,14 @@ class FedPage:
     transitions: list[AlarmTransition]
     rejected: list[RejectedRecord]
     position: Position
+
+
+def _recent(records: list[DecodedRecord], horizon: int) -> list[DecodedRecord]:
+    """Drop events and active states that changed before ``horizon``: Boro repeating them cannot be news, and the
+    memory may have forgotten them. (A cleared state's change time is not in the record: it always goes on.)"""
+    if not horizon:
+        return records
+    return [item for item in records if item.record.trigger_time >= horizon or item.record.active is False]
 
 
 def _horizon(position: Position, seconds: int) -> int | None:

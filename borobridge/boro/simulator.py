@@ -1251,7 +1251,7 @@ class Simulator:
     @staticmethod
     def _alarm_result(chunk: list[_Entry], query: _AlarmQuery, page: int, total: int, token: float) -> JSON:
         return {
-            "alarms": [entry.alarm for entry in chunk],
+            "alarms": [msgspec.Raw(msgspec.json.encode(entry.alarm)) for entry in chunk],  # as of this call
             "current_page": page,
             "limit_value": query.limit,
             "total_pages": _page_count(total, query.limit),
