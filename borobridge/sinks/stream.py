@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,12 +23,23 @@ from borobridge.errors import SinkError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class FileCalls:
+    """The system calls that write the output file: the seam where tests inject a failing disk."""
+
+    write: Callable[[int, memoryview], int] = os.write
+    fsync: Callable[[int], None] = os.fsync
+
+
 class JsonLinesSink:
     """Writes structured CloudEvents one per line and commits the cursor after them."""
 
-    def __init__(self, store: FileCheckpointStore, output: Path | None = None) -> None:
+    def __init__(
+        self, store: FileCheckpointStore, output: Path | None = None, *, calls: FileCalls = FileCalls()
+    ) -> None:
         self._store = store
         self._path = output
+        self._calls = calls
         self._handle: BinaryIO | None = None
 
     async def restore(self) -> dict[str, Checkpoint]:
@@ -56,9 +69,8 @@ class JsonLinesSink:
     def _write_and_commit(self, lines: bytes, checkpoints: list[Checkpoint]) -> None:
         offset: int | None = None
         if self._handle is not None:
-            self._handle.write(lines)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            _write_all(self._calls, self._handle.fileno(), lines)
+            self._calls.fsync(self._handle.fileno())
             offset = self._handle.tell()
         elif lines:
             sys.stdout.buffer.write(lines)
@@ -68,9 +80,15 @@ class JsonLinesSink:
 
 def _open_at(path: Path, committed: int) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("ab")
+    handle = path.open("ab", buffering=0)
     if handle.tell() > committed:
         log.info("cutting %s back to its last committed %d bytes", path, committed)
         handle.truncate(committed)
     handle.seek(0, os.SEEK_END)
     return handle
+
+
+def _write_all(calls: FileCalls, descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[calls.write(descriptor, view) :]
