@@ -98,8 +98,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_bridge(settings))
     except* BridgeError as group:
-        raise group.exceptions[0] from None
+        raise _first_error(group) from None
     return 0
+
+
+def _first_error(group: BaseExceptionGroup[BridgeError]) -> BridgeError:
+    """The first error of a group, found through the groups that nested task groups wrap around it."""
+    first: BridgeError | BaseExceptionGroup[BridgeError] = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def _simulate(args: argparse.Namespace) -> int:
