@@ -30,11 +30,23 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     committed_at: float = 0.0
 
 
+class OutputIdentity(msgspec.Struct, kw_only=True, frozen=True):
+    """Which file ``output_offset`` counts: its inode, and a digest of the last committed bytes."""
+
+    inode: int
+    tail_digest: str
+
+
 class LocalState(msgspec.Struct, kw_only=True):
-    """The state file: every stream's checkpoint and how much of the output file is committed."""
+    """The state file: every stream's checkpoint and how much of which output file is committed.
+
+    ``output_offset`` is kept next to ``output_file`` so that a state file stays readable by releases that knew
+    only the offset.
+    """
 
     version: int = CHECKPOINT_VERSION
     output_offset: int | None = None
+    output_file: OutputIdentity | None = None
     streams: dict[str, Checkpoint] = {}
 
 
@@ -56,25 +68,33 @@ class FileCheckpointStore:
 
     def load(self) -> LocalState:
         """Read the file; a missing file is a first start."""
-        try:
-            self._state = _DECODER.decode(self.path.read_bytes())
-        except FileNotFoundError:
-            self._state = LocalState()
-        except (OSError, msgspec.DecodeError) as exc:
-            raise CheckpointError(
-                f"cannot read the state file {self.path}: {exc}; move it away to start afresh"
-            ) from exc
+        self._state = self._read()
         return self._state
 
-    def save(self, checkpoints: list[Checkpoint], output_offset: int | None = None) -> None:
-        """Merge these checkpoints into the state and write it durably."""
+    def save(
+        self,
+        checkpoints: list[Checkpoint],
+        output_offset: int | None = None,
+        output_file: OutputIdentity | None = None,
+    ) -> None:
+        """Merge these checkpoints into the state and write it durably, with the output file's committed length."""
         streams = dict(self._state.streams)
         now = time.time()
         for checkpoint in checkpoints:
             streams[checkpoint.stream] = msgspec.structs.replace(checkpoint, committed_at=now)
-        state = LocalState(output_offset=output_offset, streams=streams)
+        state = LocalState(output_offset=output_offset, output_file=output_file, streams=streams)
         self._write(_ENCODER.encode(state))
         self._state = state
+
+    def _read(self) -> LocalState:
+        try:
+            return _DECODER.decode(self.path.read_bytes())
+        except FileNotFoundError:
+            return LocalState()
+        except (OSError, msgspec.DecodeError) as exc:
+            raise CheckpointError(
+                f"cannot read the state file {self.path}: {exc}; move it away to start afresh"
+            ) from exc
 
     def _write(self, payload: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
