@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 from borobridge.errors import CheckpointError
+from borobridge.state_lock import StateLock
 
 CHECKPOINT_VERSION: Final = 1
 
@@ -55,11 +56,15 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 
 class FileCheckpointStore:
-    """Keeps :class:`LocalState` in one JSON file, replaced atomically (write, fsync, rename)."""
+    """Keeps :class:`LocalState` in one JSON file, replaced atomically (write, fsync, rename).
+
+    The first :meth:`load` (or :meth:`save`) takes the state file's exclusive lock, held until :meth:`close`.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._state = LocalState()
+        self._lock = StateLock(path)
 
     @property
     def state(self) -> LocalState:
@@ -67,8 +72,15 @@ class FileCheckpointStore:
         return self._state
 
     def load(self) -> LocalState:
-        """Read the file; a missing file is a first start."""
-        self._state = self._read()
+        """Lock the file and read it; a missing file is a first start. A failed first read releases the lock."""
+        first = not self._lock.held
+        self._lock.acquire()
+        try:
+            self._state = self._read()
+        except BaseException:
+            if first:
+                self._lock.release()
+            raise
         return self._state
 
     def save(
@@ -78,6 +90,7 @@ class FileCheckpointStore:
         output_file: OutputIdentity | None = None,
     ) -> None:
         """Merge these checkpoints into the state and write it durably, with the output file's committed length."""
+        self._lock.acquire()
         streams = dict(self._state.streams)
         now = time.time()
         for checkpoint in checkpoints:
@@ -85,6 +98,10 @@ class FileCheckpointStore:
         state = LocalState(output_offset=output_offset, output_file=output_file, streams=streams)
         self._write(_ENCODER.encode(state))
         self._state = state
+
+    def close(self) -> None:
+        """Release the state file's lock; a later load or save takes it again."""
+        self._lock.release()
 
     def _read(self) -> LocalState:
         try:

@@ -1,12 +1,16 @@
 """The JSON-lines sink keeps its output whole: it cuts back only the file its state file describes, writes a
-retried round once."""
+retried round once, and lets one process at a time use a state file."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
 import os
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -164,3 +168,81 @@ async def test_a_round_retried_after_a_disk_error_is_written_once(tmp_path: Path
         await sink.deliver(round_of(2, 3))
     assert output.read_bytes() == lines_of(1, 2, 3)
     assert saved_state(tmp_path).output_offset == output.stat().st_size
+
+
+# ---- one process per state file ----------------------------------------------------------------------------------
+
+
+async def test_a_second_sink_on_a_state_file_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), tmp_path / "a.jsonl")
+    second = JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), tmp_path / "b.jsonl")
+    try:
+        await first.restore()
+        holder = f"pid {os.getpid()} on host {socket.gethostname()}"
+        with pytest.raises(CheckpointError, match=f"is in use by {holder}"):
+            await second.restore()
+        assert not (tmp_path / "b.jsonl").exists()
+        first.close()
+        await second.restore()
+        await second.deliver(round_of(1))
+    finally:
+        first.close()
+        second.close()
+    assert (tmp_path / "b.jsonl").read_bytes() == lines_of(1)
+
+
+async def _start_bridge(tmp_path: Path, output: str, level: str) -> asyncio.subprocess.Process:
+    environment = os.environ | {"BOROBRIDGE_HEALTH__ENABLED": "false", "BOROBRIDGE_LOGGING__LEVEL": level}
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "borobridge", "run", "--output", output, "--state", "state.json"),
+        cwd=tmp_path,
+        env=environment,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _wait_for_line(process: asyncio.subprocess.Process, fragment: str) -> None:
+    assert process.stderr is not None
+    for _ in range(200):
+        line = await asyncio.wait_for(process.stderr.readline(), PROCESS_TIMEOUT)
+        assert line, f"the bridge ended before logging {fragment!r}"
+        if fragment in line.decode():
+            return
+    pytest.fail(f"no {fragment!r} in the bridge's first 200 log lines")
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+async def test_a_second_bridge_process_is_refused_with_one_line_naming_the_holder(tmp_path: Path) -> None:
+    first = await _start_bridge(tmp_path, "a.jsonl", "INFO")
+    second: asyncio.subprocess.Process | None = None
+    try:
+        await _wait_for_line(first, "stream checkpoints")  # restored: it holds the state file
+        assert first.stderr is not None
+        draining = asyncio.ensure_future(first.stderr.read())
+        second = await _start_bridge(tmp_path, "b.jsonl", "WARNING")
+        _, errors = await asyncio.wait_for(second.communicate(), PROCESS_TIMEOUT)
+        assert second.returncode == 1
+        lines = errors.decode().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("borobridge: the state file state.json is in use by ")
+        assert f"pid {first.pid} on host {socket.gethostname()}" in lines[0]
+        assert not (tmp_path / "b.jsonl").exists()
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), PROCESS_TIMEOUT) == 0
+        await draining
+    finally:
+        await _stop(first)
+        if second is not None:
+            await _stop(second)
+    store = FileCheckpointStore(tmp_path / "state.json")
+    try:
+        assert store.load().output_offset == (tmp_path / "a.jsonl").stat().st_size  # released on exit
+    finally:
+        store.close()

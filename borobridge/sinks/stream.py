@@ -4,6 +4,7 @@ With a file, delivery is exactly-once across crashes and retries: the state file
 output file are committed, a restart cuts that file back to that length before polling again, and a retried round
 first cuts away what the failed one left (see :mod:`borobridge.sinks.output_file`). On stdout, which cannot be cut
 back, a crash between a write and its checkpoint repeats those lines on restart (same ``source`` and ``id``).
+The state file is locked for as long as the sink is open, so a second process on it is refused at start.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class JsonLinesSink:
         self._output: OutputFile | None = None
 
     async def restore(self) -> dict[str, Checkpoint]:
-        """Load the state file, and cut the output file back to its committed length if it describes it."""
+        """Lock and load the state file, and cut the output file back to its committed length if it describes it."""
         await asyncio.to_thread(self._open)
         return dict(self._store.state.streams)
 
@@ -49,15 +50,20 @@ class JsonLinesSink:
             raise SinkError(f"cannot write events to {self._path or 'stdout'}: {exc}") from exc
 
     def close(self) -> None:
-        """Close the output file, if any."""
+        """Close the output file, if any, and release the state file."""
         if self._output is not None:
             self._output.close()
             self._output = None
+        self._store.close()
 
     def _open(self) -> None:
         state = self._store.load()
         if self._path is not None and self._output is None:
-            self._output = OutputFile.open(self._path, state.output_offset, state.output_file, self._calls)
+            try:
+                self._output = OutputFile.open(self._path, state.output_offset, state.output_file, self._calls)
+            except BaseException:
+                self._store.close()
+                raise
 
     def _write_and_commit(self, lines: bytes, checkpoints: list[Checkpoint]) -> None:
         if self._output is None:
