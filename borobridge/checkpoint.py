@@ -15,6 +15,7 @@ import msgspec
 
 from borobridge.errors import CheckpointError
 from borobridge.reading import Position, Window
+from borobridge.state_lock import StateLock
 from borobridge.transitions import Finished
 
 CHECKPOINT_VERSION: Final = 2
@@ -46,11 +47,23 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
         return Position(token=self.update_token, windows=windows)
 
 
+class OutputIdentity(msgspec.Struct, kw_only=True, frozen=True):
+    """Which file ``output_offset`` counts: its inode, and a digest of the last committed bytes."""
+
+    inode: int
+    tail_digest: str
+
+
 class LocalState(msgspec.Struct, kw_only=True):
-    """The state file: every stream's checkpoint and how much of the output file is committed."""
+    """The state file: every stream's checkpoint and how much of which output file is committed.
+
+    ``output_offset`` is kept next to ``output_file`` so that a state file stays readable by releases that knew
+    only the offset.
+    """
 
     version: int = CHECKPOINT_VERSION
     output_offset: int | None = None
+    output_file: OutputIdentity | None = None
     streams: dict[str, Checkpoint] = {}
 
 
@@ -59,11 +72,15 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 
 class FileCheckpointStore:
-    """Keeps :class:`LocalState` in one JSON file, replaced atomically (write, fsync, rename)."""
+    """Keeps :class:`LocalState` in one JSON file, replaced atomically (write, fsync, rename).
+
+    The first :meth:`load` (or :meth:`save`) takes the state file's exclusive lock, held until :meth:`close`.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._state = LocalState()
+        self._lock = StateLock(path)
 
     @property
     def state(self) -> LocalState:
@@ -71,26 +88,46 @@ class FileCheckpointStore:
         return self._state
 
     def load(self) -> LocalState:
-        """Read the file; a missing file is a first start."""
+        """Lock the file and read it; a missing file is a first start. A failed first read releases the lock."""
+        first = not self._lock.held
+        self._lock.acquire()
         try:
-            self._state = _DECODER.decode(self.path.read_bytes())
-        except FileNotFoundError:
-            self._state = LocalState()
-        except (OSError, msgspec.DecodeError) as exc:
-            raise CheckpointError(
-                f"cannot read the state file {self.path}: {exc}; move it away to start afresh"
-            ) from exc
+            self._state = self._read()
+        except BaseException:
+            if first:
+                self._lock.release()
+            raise
         return self._state
 
-    def save(self, checkpoints: list[Checkpoint], output_offset: int | None = None) -> None:
-        """Merge these checkpoints into the state and write it durably."""
+    def save(
+        self,
+        checkpoints: list[Checkpoint],
+        output_offset: int | None = None,
+        output_file: OutputIdentity | None = None,
+    ) -> None:
+        """Merge these checkpoints into the state and write it durably, with the output file's committed length."""
+        self._lock.acquire()
         streams = dict(self._state.streams)
         now = time.time()
         for checkpoint in checkpoints:
             streams[checkpoint.stream] = msgspec.structs.replace(checkpoint, committed_at=now)
-        state = LocalState(output_offset=output_offset, streams=streams)
+        state = LocalState(output_offset=output_offset, output_file=output_file, streams=streams)
         self._write(_ENCODER.encode(state))
         self._state = state
+
+    def close(self) -> None:
+        """Release the state file's lock; a later load or save takes it again."""
+        self._lock.release()
+
+    def _read(self) -> LocalState:
+        try:
+            return _DECODER.decode(self.path.read_bytes())
+        except FileNotFoundError:
+            return LocalState()
+        except (OSError, msgspec.DecodeError) as exc:
+            raise CheckpointError(
+                f"cannot read the state file {self.path}: {exc}; move it away to start afresh"
+            ) from exc
 
     def _write(self, payload: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

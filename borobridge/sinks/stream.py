@@ -1,22 +1,23 @@
 """The embedded default's sink: CloudEvents as JSON lines on stdout or in a file, cursor in a local file.
 
-With a file, delivery is exactly-once across crashes: the state file records how many bytes of the output are
-committed, and a restart cuts the file back to that length before polling again. On stdout, which cannot be cut
+With a file, delivery is exactly-once across crashes and retries: the state file records how many bytes of which
+output file are committed, a restart cuts that file back to that length before polling again, and a retried round
+first cuts away what the failed one left (see :mod:`borobridge.sinks.output_file`). On stdout, which cannot be cut
 back, a crash between a write and its checkpoint repeats those lines on restart (same ``source`` and ``id``).
+The state file is locked for as long as the sink is open, so a second process on it is refused at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import BinaryIO
 
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import SinkError
+from borobridge.sinks.output_file import SYSTEM_CALLS, FileCalls, OutputFile
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +25,18 @@ log = logging.getLogger(__name__)
 class JsonLinesSink:
     """Writes structured CloudEvents one per line and commits the cursor after them."""
 
-    def __init__(self, store: FileCheckpointStore, output: Path | None = None) -> None:
+    def __init__(
+        self, store: FileCheckpointStore, output: Path | None = None, *, calls: FileCalls = SYSTEM_CALLS
+    ) -> None:
         self._store = store
         self._path = output
-        self._handle: BinaryIO | None = None
+        self._calls = calls
+        self._output: OutputFile | None = None
 
     async def restore(self) -> dict[str, Checkpoint]:
-        """Load the state file and cut the output file back to its committed length."""
-        state = await asyncio.to_thread(self._store.load)
-        if self._path is not None:
-            self._handle = await asyncio.to_thread(_open_at, self._path, state.output_offset or 0)
-        return dict(state.streams)
+        """Lock and load the state file, and cut the output file back to its committed length if it describes it."""
+        await asyncio.to_thread(self._open)
+        return dict(self._store.state.streams)
 
     async def deliver(self, batch: Batch) -> None:
         """Write the events, make them durable, then save the checkpoints with the new output length."""
@@ -48,29 +50,28 @@ class JsonLinesSink:
             raise SinkError(f"cannot write events to {self._path or 'stdout'}: {exc}") from exc
 
     def close(self) -> None:
-        """Close the output file, if any."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Close the output file, if any, and release the state file."""
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        self._store.close()
+
+    def _open(self) -> None:
+        state = self._store.load()
+        if self._path is not None and self._output is None:
+            try:
+                self._output = OutputFile.open(self._path, state.output_offset, state.output_file, self._calls)
+            except BaseException:
+                self._store.close()
+                raise
 
     def _write_and_commit(self, lines: bytes, checkpoints: list[Checkpoint]) -> None:
-        offset: int | None = None
-        if self._handle is not None:
-            self._handle.write(lines)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            offset = self._handle.tell()
-        elif lines:
-            sys.stdout.buffer.write(lines)
-            sys.stdout.buffer.flush()
-        self._store.save(checkpoints, offset)
-
-
-def _open_at(path: Path, committed: int) -> BinaryIO:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("ab")
-    if handle.tell() > committed:
-        log.info("cutting %s back to its last committed %d bytes", path, committed)
-        handle.truncate(committed)
-    handle.seek(0, os.SEEK_END)
-    return handle
+        if self._output is None:
+            if lines:
+                sys.stdout.buffer.write(lines)
+                sys.stdout.buffer.flush()
+            self._store.save(checkpoints)
+            return
+        length, identity = self._output.append(lines)
+        self._store.save(checkpoints, length, identity)
+        self._output.commit()
