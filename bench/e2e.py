@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -89,20 +89,18 @@ class RecordingCommitter:
 
 
 class TimedClient(BoroClient):
-    """The Boro client, noting how long its caller waits for each drain round (the reads ahead overlap)."""
+    """The Boro client, noting how long its caller waits for each round's replies (the delivery of the round
+    before goes on meanwhile)."""
 
     waited: float = 0.0
 
-    async def drain(self, queries: Sequence[AlarmQuery]) -> AsyncGenerator[list[tuple[AlarmQuery, PageResult]]]:
-        """The client's own drain, timed round by round."""
-        async with contextlib.aclosing(super().drain(queries)) as rounds:
-            while True:
-                started = time.perf_counter()
-                round_ = await anext(rounds, None)
-                self.waited += time.perf_counter() - started
-                if round_ is None:
-                    return
-                yield round_
+    async def task_alarms(self, queries: Sequence[AlarmQuery]) -> list[PageResult]:
+        """The client's own batched TaskAlarms, timed."""
+        started = time.perf_counter()
+        try:
+            return await super().task_alarms(queries)
+        finally:
+            self.waited += time.perf_counter() - started
 
 
 @dataclass

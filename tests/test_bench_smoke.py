@@ -54,7 +54,7 @@ def test_e2e_bench_prints_its_tables(kafka: KafkaCluster) -> None:
 
 def test_scale_bench_prints_its_table() -> None:
     output = run_bench("scale")
-    assert_table(output, "scale: 50 projects", ["bridge CPU per", "bridge resident memory"], 2)
+    assert_table(output, "scale: 50 projects", ["bridge CPU per", "bridge resident memory"], 3)
     assert "all 50 streams started" in output
 
 
