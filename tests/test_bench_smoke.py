@@ -58,6 +58,12 @@ def test_scale_bench_prints_its_table() -> None:
     assert "all 50 streams started" in output
 
 
+def test_state_size_bench_prints_its_table() -> None:
+    output = run_bench("state_size")
+    series = ["checkpoint bytes per stream at the end", "checkpoint records written per s", "state file bytes"]
+    assert_table(output, "state size: 50 projects", series, 1)
+
+
 @pytest.mark.kafka
 @pytest.mark.mqtt
 def test_mqtt_relay_bench_prints_its_table(kafka: KafkaCluster, mosquitto: MosquittoBroker) -> None:
