@@ -72,6 +72,7 @@ class Measures:
     checkpoint_bytes: Counter[int] = field(default_factory=Counter)
     state_bytes: Counter[int] = field(default_factory=Counter)
     checkpoints: Counter[int] = field(default_factory=Counter)
+    position_only: int = 0  # checkpoints whose memory and tasks equal the stream's previous checkpoint
     end_of_minute: dict[int, list[int]] = field(default_factory=dict)
 
     def minute(self) -> int:
@@ -81,10 +82,17 @@ class Measures:
     def note(self, checkpoint: Checkpoint) -> None:
         """One checkpoint record, encoded as the Kafka sink encodes it."""
         size = len(_ENCODER.encode(msgspec.structs.replace(checkpoint, committed_at=time.time())))
+        previous = self.latest.get(checkpoint.stream)
+        if previous is not None and _memory(previous) == _memory(checkpoint):
+            self.position_only += 1
         self.latest[checkpoint.stream], self.latest_bytes[checkpoint.stream] = checkpoint, size
         self.largest = max(self.largest, size)
         self.checkpoint_bytes[self.minute()] += size
         self.checkpoints[self.minute()] += 1
+
+
+def _memory(checkpoint: Checkpoint) -> tuple[object, ...]:
+    return checkpoint.active, checkpoint.finished, checkpoint.tasks
 
 
 @dataclass
@@ -115,16 +123,18 @@ class Run:
     measures: Measures
     projects: int
     minutes: float
+    changes_per_second: float
     changes: Counter[int]
     cycles: Counter[int]
     events: int
     wall_seconds: float
 
 
-async def compressed_run(projects: int, minutes: float) -> Run:
-    """Poll the simulator for ``minutes`` of Boro time, moving the shared clock from cycle to cycle."""
+async def compressed_run(projects: int, minutes: float, changes_per_second: float = 1.0) -> Run:
+    """Poll the simulator for ``minutes`` of Boro time, moving the shared clock from cycle to cycle;
+    ``changes_per_second`` per project."""
     clock = DrivenClock(START)
-    rate = projects / CHANGES_PER_RECORD
+    rate = projects * changes_per_second / CHANGES_PER_RECORD
     sim = Simulator(seed=5, projects=projects, rate_per_second=rate, clock=clock, retain_seconds=1800.0)
     changes: Counter[int] = Counter()
     cycles: Counter[int] = Counter()
@@ -146,7 +156,7 @@ async def compressed_run(projects: int, minutes: float) -> Run:
             started = time.perf_counter()
             await _drive(pipeline, sim, minutes=minutes, changes=changes, cycles=cycles, measures=measures)
             wall = time.perf_counter() - started
-    return Run(measures, projects, minutes, changes, cycles, committer.events, wall)
+    return Run(measures, projects, minutes, changes_per_second, changes, cycles, committer.events, wall)
 
 
 async def _drive(
@@ -179,7 +189,8 @@ def _table(run: Run) -> Table:
     measures, seconds = run.measures, 60 * run.minutes
     whole = list(range(int(run.minutes)))  # whole minutes of Boro time, for per-minute rates
     title = (
-        f"state size: {run.projects} projects at 1 change/s each, {run.minutes:g} min of Boro time, "
+        f"state size: {run.projects} projects at {run.changes_per_second:g} change/s each, {run.minutes:g} min of "
+        "Boro time, "
         f"poll every {POLL_INTERVAL:g} s"
     )
     table = Table(title)
@@ -202,7 +213,8 @@ def _table(run: Run) -> Table:
     total_state = sum(measures.state_bytes.values())
     table.notes.append(
         f"over the whole run: checkpoint records {total_checkpoints / seconds:,.0f} bytes/s, state file "
-        f"{total_state / seconds:,.0f} bytes/s, {sum(measures.checkpoints.values())} checkpoints, "
+        f"{total_state / seconds:,.0f} bytes/s, {sum(measures.checkpoints.values())} checkpoints "
+        f"({measures.position_only} of them changed the position only), "
         f"{sum(run.cycles.values())} cycles, {run.events} events"
     )
     table.notes.append(f"{seconds:.0f} s of Boro time took {run.wall_seconds:.0f} s of wall time; {machine_load()}")
@@ -227,19 +239,20 @@ def _largest(measures: Measures) -> str:
     )
 
 
-async def measure(*, quick: bool, minutes: float | None = None) -> Table:
+async def measure(*, quick: bool, minutes: float | None = None, rate: float = 1.0) -> Table:
     """One compressed run: 1,000 projects for 10 minutes (quick: 50 projects for 3 minutes)."""
     projects, default_minutes = (50, 3.0) if quick else (PROJECTS, MINUTES)
-    return _table(await compressed_run(projects, minutes or default_minutes))
+    return _table(await compressed_run(projects, minutes or default_minutes, rate))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bench.state_size [--quick] [--minutes M]``."""
+    """``python -m bench.state_size [--quick] [--minutes M] [--rate R]``."""
     parser = argparse.ArgumentParser(description="checkpoint bytes per stream and state bytes written per second")
     parser.add_argument("--quick", action="store_true", help="50 projects, 3 minutes of Boro time")
     parser.add_argument("--minutes", type=float, help="minutes of Boro time (default: 10; quick: 3)")
+    parser.add_argument("--rate", type=float, default=1.0, help="changes per project per second (default: 1)")
     options = parser.parse_args(argv)
-    asyncio.run(measure(quick=options.quick, minutes=options.minutes)).print()
+    asyncio.run(measure(quick=options.quick, minutes=options.minutes, rate=options.rate)).print()
 
 
 if __name__ == "__main__":
