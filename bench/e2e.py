@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,7 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.processes import REPO, SimulatorProcess, kafka_broker, machine_load, simulator_process, stop_process
 from bench.report import Check, Series, Table
 from borobridge.boro.client import BoroClient, PageResult
-from borobridge.boro.queries import AlarmQuery
+from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
@@ -89,20 +89,21 @@ class RecordingCommitter:
 
 
 class TimedClient(BoroClient):
-    """The Boro client, noting how long its caller waits for each drain round (the reads ahead overlap)."""
+    """The Boro client, noting how long its caller waits for each round's replies (the delivery of the round
+    before goes on meanwhile)."""
 
     waited: float = 0.0
+    records: int = 0  # records in the replies, repeats included
 
-    async def drain(self, queries: Sequence[AlarmQuery]) -> AsyncGenerator[list[tuple[AlarmQuery, PageResult]]]:
-        """The client's own drain, timed round by round."""
-        async with contextlib.aclosing(super().drain(queries)) as rounds:
-            while True:
-                started = time.perf_counter()
-                round_ = await anext(rounds, None)
-                self.waited += time.perf_counter() - started
-                if round_ is None:
-                    return
-                yield round_
+    async def task_alarms(self, queries: Sequence[AlarmQuery]) -> list[PageResult]:
+        """The client's own batched TaskAlarms, timed, its records counted."""
+        started = time.perf_counter()
+        try:
+            results = await super().task_alarms(queries)
+        finally:
+            self.waited += time.perf_counter() - started
+        self.records += sum(result.size for result in results if isinstance(result, AlarmPage))
+        return results
 
 
 @dataclass
@@ -113,6 +114,7 @@ class ThroughputSamples:
     bare: list[float] = field(default_factory=list)
     bare_batched: list[float] = field(default_factory=list)
     wait_share: list[float] = field(default_factory=list)
+    reads_per_change: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -125,15 +127,19 @@ class Rig:
     client: TimedClient
     producer: Any
 
-    async def bridge_run(self) -> tuple[float, float, list[Batch]]:
-        """One backlog through the bridge: (transitions per second, share of time waiting for a round, batches)."""
+    async def bridge_run(self, samples: ThroughputSamples) -> list[Batch]:
+        """One backlog through the bridge: its rate, share of time waiting for a round and records read per change
+        go to ``samples``; returns the batches it delivered."""
         expected = await self.sim.add_backlog()
         self.committer.batches.clear()
-        self.client.waited = 0.0
+        self.client.waited, self.client.records = 0.0, 0
         started = time.perf_counter()
         await self._drain(self.committer.events + expected)
         elapsed = time.perf_counter() - started
-        return expected / elapsed, self.client.waited / elapsed, list(self.committer.batches)
+        samples.bridge.append(expected / elapsed)
+        samples.wait_share.append(self.client.waited / elapsed)
+        samples.reads_per_change.append(self.client.records / expected)
+        return list(self.committer.batches)
 
     async def bare_run(self, rounds: list[list[Record]], transitions: int, *, batched: bool) -> float:
         """The same records, one transaction per round, from the bare producer: transitions per second.
@@ -151,9 +157,7 @@ class Rig:
 
     async def one_pair(self, samples: ThroughputSamples) -> None:
         """A bridge run, then the bare producer sending what the bridge sent, record by record and batched."""
-        rate, wait_share, batches = await self.bridge_run()
-        samples.bridge.append(rate)
-        samples.wait_share.append(wait_share)
+        batches = await self.bridge_run(samples)
         rounds = [self.committer.sink._records(batch) for batch in batches]
         transitions = sum(len(batch.events) for batch in batches)
         samples.bare.append(await self.bare_run(rounds, transitions, batched=False))
@@ -212,6 +216,7 @@ def _throughput_table(samples: ThroughputSamples, backlog: int) -> Table:
         Series("borobridge (HTTP + pipeline + KafkaSink)", "trans/s", samples.bridge), baseline=bare.name
     )
     table.add(Series("  share of time the next round was awaited", "fraction", samples.wait_share))
+    table.add(Series("  records read per change of the backlog", "records", samples.reads_per_change))
     batched = Series("bare producer, batches as the bridge queues", "trans/s", samples.bare_batched)
     table.add(batched, baseline=bare.name)
     table.add(Series("borobridge, against the batched bare producer", "trans/s", samples.bridge), baseline=batched.name)

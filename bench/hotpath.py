@@ -4,9 +4,12 @@ Both pipelines start from the same recorded TaskAlarms reply bodies and end in a
 never connects (:class:`OfflineProducer`): topic metadata is given to it up front, and the batches it queued are
 built here (CRC and all) in place of its sender, after each reply.
 
-- borobridge: ``_match`` and ``BoroClient._page`` (msgspec), then ``Pipeline._add_page`` (transitions and
-  CloudEvents), then ``KafkaSink._event_records`` (events plus the active-alarm table) queued the way the sink
-  queues them: ``send_in_batches``, one batch per partition through ``producer.send_batch``;
+- borobridge: ``_match`` and ``BoroClient._page`` (msgspec), then the pipeline's steps for each answer
+  (``reading.check_reply``, ``Stream.feed``: the reading strategy's ``answer_of`` and the transition memory, and
+  ``EventFactory.build`` for each transition), then ``KafkaSink._event_records`` (events plus the active-alarm
+  table) queued the way the sink queues them: ``send_in_batches``, one batch per partition through
+  ``producer.send_batch``. The per-round checkpoints (``Stream.checkpoint``, ``Stream.advance`` and the encoded
+  checkpoint records) are a stage of their own, outside the hot path, as they were before;
 - naive: ``json.loads`` of the body, the same transition rules on plain dicts, one cloudevents SDK event per
   transition serialised with its Kafka binary binding (``json.dumps`` inside), one ``producer.send`` per record.
 """
@@ -20,7 +23,7 @@ import functools
 import gc
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, cast
 
 import httpx
@@ -33,16 +36,17 @@ from pyinstrument import Profiler
 
 from bench.recorded import RecordedReply, record_replies
 from bench.report import Check, Series, Table
+from borobridge import reading
 from borobridge.boro.client import BoroClient, _match
-from borobridge.boro.queries import AlarmPage
+from borobridge.boro.queries import AlarmPage, AlarmQuery
+from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.events import CloudEvent, EventFactory, event_type, schema_uri
-from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.kafka_batches import Record, send_in_batches
-from borobridge.streams import Stream, open_stream
-from borobridge.transitions import AlarmTransition, Transition, TransitionMemory
+from borobridge.streams import Stream, open_stream, stream_id
+from borobridge.transitions import AlarmTransition, Transition
 
 SERVER: Final = "boro.bench"
 BATCH_BYTES: Final = 64 * 1_048_576
@@ -94,14 +98,14 @@ class OfflineProducer:
 
 
 class BridgePath:
-    """borobridge's own code from reply bytes to Kafka records, with no I/O."""
+    """borobridge's own code from reply bytes to Kafka records, with no I/O: the pipeline's steps for each answer."""
 
     def __init__(self, settings: Settings) -> None:
         assert settings.kafka is not None
         self._settings = settings
         self._client = BoroClient(cast(httpx.AsyncClient, None), settings.boro)  # decoding never uses HTTP
         self._sink = KafkaSink(settings.kafka, "bench")
-        self._pipeline = Pipeline(self._client, self._sink, settings, server_name=SERVER)
+        self._factory = EventFactory(SERVER)
         self._streams: dict[int, Stream] = {}
 
     def reset(self) -> None:
@@ -114,18 +118,42 @@ class BridgePath:
         pages = [self._client._page(query, item) for query, item in zip(reply.queries, items, strict=True)]
         return [page for page in pages if isinstance(page, AlarmPage)]
 
-    def batch(self, pages: list[AlarmPage]) -> Batch:
-        """Transitions and CloudEvents of every page, through the pipeline's own step."""
-        batch = Batch()
+    def transitions(self, pages: list[AlarmPage], *, commit: bool = True) -> list[AlarmTransition]:
+        """Each page checked and fed to its stream as the pipeline feeds an answer (``Stream.feed``); with
+        ``commit``, the memory keeps what was fed, as a delivered round's checkpoint makes it."""
+        transitions: list[AlarmTransition] = []
+        order = self._settings.boro.reply_order
         for page in pages:
-            stream = self._stream(page.query.project_id)
-            self._pipeline._add_page(batch, stream, page)
-            stream.memory.commit()
-        return batch
+            stream = self._stream(page.query)
+            position = stream.position
+            reading.check_reply(position, page)
+            fed = stream.feed(position, [page.query], [page], order)
+            stream.position = fed.position
+            transitions += fed.transitions
+            if commit:
+                stream.memory.commit()
+        return transitions
+
+    def events(self, transitions: list[AlarmTransition]) -> list[CloudEvent]:
+        """The CloudEvent of each transition (``EventFactory.build``, as the pipeline builds them)."""
+        build = self._factory.build
+        return [build(transition) for transition in transitions]
+
+    def batch(self, pages: list[AlarmPage]) -> Batch:
+        """The round's batch of events: every page fed, every transition made an event."""
+        return Batch(events=self.events(self.transitions(pages)))
 
     def records(self, batch: Batch) -> list[Record]:
         """The Kafka records the sink sends for these events (binary mode, active-alarm table included)."""
         return self._sink._event_records(batch)
+
+    def checkpoint_records(self, project_ids: Iterable[int]) -> list[Record]:
+        """What a delivered round does per stream: its checkpoint built, encoded as the sink sends it, adopted."""
+        streams = [self._streams[project_id] for project_id in project_ids]
+        records = self._sink._checkpoint_records([stream.checkpoint() for stream in streams])
+        for stream in streams:
+            stream.advance(self._settings.reconcile.window)
+        return records
 
     async def run(self, replies: Iterable[RecordedReply], producer: OfflineProducer) -> None:
         """The whole hot path over every reply."""
@@ -133,11 +161,15 @@ class BridgePath:
             await send_in_batches(producer.producer, self.records(self.batch(self.decode(reply))))
             producer.build_queued()
 
-    def _stream(self, project_id: int) -> Stream:
-        if project_id not in self._streams:
-            stream = open_stream(SERVER, project_id, self._settings.boro, None)
-            self._streams[project_id] = stream
-        return self._streams[project_id]
+    def _stream(self, query: AlarmQuery) -> Stream:
+        """The project's stream, resumed at the token the recording first asked with."""
+        stream = self._streams.get(query.project_id)
+        if stream is None:
+            boro = self._settings.boro
+            saved = Checkpoint(stream=stream_id(SERVER, query.project_id, boro), update_token=query.update_token)
+            stream = open_stream(SERVER, query.project_id, boro, saved, self._settings.first_start)
+            self._streams[query.project_id] = stream
+        return stream
 
 
 class NaivePath:
@@ -251,14 +283,13 @@ async def stage_samples(bridge: BridgePath, replies: list[RecordedReply], topics
     pages: list[list[AlarmPage]] = []
     timings["decode (msgspec)"] = await cpu_micros_per_alarm(lambda: pages.extend(map(bridge.decode, replies)), alarms)
     transitions: list[list[AlarmTransition]] = []
-    timings["transitions"] = await cpu_micros_per_alarm(lambda: transitions.extend(_feed_all(pages)), alarms)
+    timings["transitions"] = await cpu_micros_per_alarm(
+        lambda: transitions.extend(map(bridge.transitions, pages)), alarms
+    )
     events: list[list[CloudEvent]] = []
-    factory = EventFactory(SERVER)
-
-    def build() -> None:
-        events.extend([factory.build(transition) for transition in page] for page in transitions)
-
-    timings["cloudevents (msgspec)"] = await cpu_micros_per_alarm(build, alarms)
+    timings["cloudevents (msgspec)"] = await cpu_micros_per_alarm(
+        lambda: events.extend(map(bridge.events, transitions)), alarms
+    )
     records: list[list[Record]] = []
     timings["kafka records"] = await cpu_micros_per_alarm(
         lambda: records.extend(bridge.records(Batch(events=round_events)) for round_events in events), alarms
@@ -270,18 +301,29 @@ async def stage_samples(bridge: BridgePath, replies: list[RecordedReply], topics
         )
     finally:
         await producer.close()
+    bridge.reset()
+    timings["checkpoints (per round, not in the path)"] = checkpoint_micros_per_alarm(bridge, pages, alarms)
     return timings
 
 
-def _feed_all(pages: list[list[AlarmPage]]) -> Iterator[list[AlarmTransition]]:
-    memories: dict[int, TransitionMemory] = {}
-    for round_pages in pages:
-        transitions: list[AlarmTransition] = []
-        for page in round_pages:
-            memory = memories.setdefault(page.query.project_id, TransitionMemory())
-            transitions += memory.feed(page.records)
-            memory.commit()
-        yield transitions
+def checkpoint_micros_per_alarm(bridge: BridgePath, pages: list[list[AlarmPage]], alarms: int) -> float:
+    """CPU of the per-round checkpoint work (build, encode, adopt) over a replay, in microseconds per alarm.
+
+    Each round is fed untimed first; only the checkpoints of the streams it touched are timed, as the pipeline
+    builds one per touched stream and round.
+    """
+    gc.collect()
+    gc.freeze()
+    spent = 0.0
+    try:
+        for round_pages in pages:
+            bridge.transitions(round_pages, commit=False)
+            started = time.process_time()
+            bridge.checkpoint_records(page.query.project_id for page in round_pages)
+            spent += time.process_time() - started
+    finally:
+        gc.unfreeze()
+    return spent * 1e6 / alarms
 
 
 async def _queue_all(producer: OfflineProducer, rounds: list[list[Record]]) -> None:

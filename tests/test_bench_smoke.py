@@ -54,8 +54,14 @@ def test_e2e_bench_prints_its_tables(kafka: KafkaCluster) -> None:
 
 def test_scale_bench_prints_its_table() -> None:
     output = run_bench("scale")
-    assert_table(output, "scale: 50 projects", ["bridge CPU per", "bridge resident memory"], 2)
+    assert_table(output, "scale: 50 projects", ["bridge CPU per", "bridge resident memory"], 3)
     assert "all 50 streams started" in output
+
+
+def test_state_size_bench_prints_its_table() -> None:
+    output = run_bench("state_size")
+    series = ["checkpoint bytes per stream at the end", "checkpoint records written per s", "state file bytes"]
+    assert_table(output, "state size: 50 projects", series, 1)
 
 
 @pytest.mark.kafka

@@ -449,6 +449,7 @@ class _AlarmStore:
 
     def __init__(self) -> None:
         self._entries: dict[int, _Entry] = {}
+        self._by_project: dict[int, dict[int, _Entry]] = {}  # the same records per project: a listing reads its own
         self._log: list[Change] = []
         self._log_seconds: list[int] = []
         self._forgotten = 0  # changes dropped from the head of the log
@@ -461,8 +462,10 @@ class _AlarmStore:
     def get(self, record_id: int) -> _Entry:
         return self._entries[record_id]
 
-    def entries(self) -> Iterable[_Entry]:
-        return self._entries.values()
+    def entries(self, project_id: int | None = None) -> Iterable[_Entry]:
+        if project_id is None:
+            return self._entries.values()
+        return self._by_project.get(project_id, {}).values()
 
     def changes(self, after_seq: int = 0) -> list[Change]:
         return self._log[max(after_seq - self._forgotten, 0) :]
@@ -470,6 +473,7 @@ class _AlarmStore:
     def add(self, alarm: _Alarm, updated_at: int) -> None:
         entry = _Entry(alarm, updated_at)
         self._entries[alarm.id] = entry
+        self._by_project.setdefault(alarm.project_id, {})[alarm.id] = entry
         self._record(entry, "created")
 
     def touch(self, entry: _Entry, updated_at: int) -> None:
@@ -509,7 +513,7 @@ class _AlarmStore:
         for change in self._log[:cut]:
             entry = self._entries.get(change.record_id)
             if entry is not None and entry.seq == change.seq and entry.alarm.active is not True:
-                del self._entries[change.record_id]
+                del self._entries[change.record_id], self._by_project[change.project_id][change.record_id]
         del self._log[:cut], self._log_seconds[:cut]
         self._forgotten += cut
         for seqs in self._project_seqs.values():
@@ -774,6 +778,7 @@ class Simulator:
         self._pending_clears: list[tuple[float, int]] = []
         self._active_keys: set[tuple[int, str]] = set()
         self._restarts: dict[int, float] = {}  # probes stopped by ``Personality.probe_stops``: when they restart
+        self._recording: list[SimTask] | None = None  # _recording_tasks() until a probe stops or starts
         self._time = self._server_time()
         self._last_advance = self._time
         self._next_arrival = self._time + self._arrival_gap()
@@ -838,6 +843,7 @@ class Simulator:
             raise KeyError(f"no probe {app_id}")
         self._alive[app_id] = alive
         self._restarts.pop(app_id, None)
+        self._recording = None
 
     def probe_restarts_at(self, app_id: int) -> float | None:
         """When a probe stopped by ``Personality.probe_stops`` starts again (server clock), else ``None``."""
@@ -848,7 +854,9 @@ class Simulator:
 
     def _recording_tasks(self) -> list[SimTask]:
         """Tasks whose records still change: those of running probes and of probes stopped for a while."""
-        return [t for t in self.tasks() if self._alive[t.app_id] or t.app_id in self._restarts]
+        if self._recording is None:
+            self._recording = [t for t in self.tasks() if self._alive[t.app_id] or t.app_id in self._restarts]
+        return self._recording
 
     # ---- ground truth --------------------------------------------------------------------------------------
 
@@ -973,6 +981,7 @@ class Simulator:
         if running:
             app_id = self._world_rng.choice(running)
             self._alive[app_id] = False
+            self._recording = None
             self._restarts[app_id] = at + self.personality.stop_seconds
 
     def _restart_due(self, at: float) -> None:
@@ -980,6 +989,7 @@ class Simulator:
             if restart <= at:
                 self._alive[app_id] = True
                 del self._restarts[app_id]
+                self._recording = None
 
     def _create_random(self, at: float) -> None:
         tasks = self._recording_tasks()
@@ -1191,7 +1201,8 @@ class Simulator:
         if self.personality.moving_records > 0:
             self._maybe_move_a_record(query)
         newest_first = self.personality.periods_newest_first
-        matching = sorted(filter(query.matches, self._store.entries()), key=_by_time_then_id, reverse=newest_first)
+        entries = self._store.entries(query.project_id)
+        matching = sorted(filter(query.matches, entries), key=_by_time_then_id, reverse=newest_first)
         start = (query.page - 1) * query.limit
         chunk = matching[start : start + query.limit]
         record_time = self.personality.token == "record_time"  # noqa: S105 - a cursor style, not a credential
@@ -1203,7 +1214,11 @@ class Simulator:
         if self._world_rng.random() >= self.personality.moving_records:
             return
         candidates = sorted(
-            (e for e in self._store.entries() if query.in_project_and_period(e) and e.alarm.active is True),
+            (
+                entry
+                for entry in self._store.entries(query.project_id)
+                if query.in_project_and_period(entry) and entry.alarm.active is True
+            ),
             key=_by_time_then_id,
         )
         if candidates:
