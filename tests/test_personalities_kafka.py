@@ -51,7 +51,15 @@ CASES = {
     "combined": (EVERYTHING_BUT_STOPS, SOME_FAULTS),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
 }
-KNOWN_FAILURES = {"probe_stops": STOPS_LOSE_RECORDS, "hardest-with-faults": STOPS_LOSE_RECORDS}
+ORDER_BROKEN = (
+    "intermittent: per-task order broken on the token path (an event committed after a later transition of its "
+    "task, no sweep involved), seen with reply_time, exclusive, newest-first, clock -300, moving_records, faults"
+)
+KNOWN_FAILURES = {
+    "probe_stops": STOPS_LOSE_RECORDS,
+    "hardest-with-faults": STOPS_LOSE_RECORDS,
+    "combined": ORDER_BROKEN,
+}
 
 
 def kafka_section(settings: KafkaSettings, *, outage: bool) -> dict[str, Any]:
@@ -95,6 +103,7 @@ async def test_every_transition_committed_once_in_order(kafka: KafkaCluster, tmp
             async with moving_world(sim, rng) as world:
                 await kill_at_random_moments(bridge, rng, kills=rng.randint(2, 3))
                 if case == RESTARTS_THE_BROKER:
+                    await bridge.wait_restored()  # a bridge that cannot reach Kafka at start-up refuses to start
                     await kafka.restart_node(1)
                 await asyncio.sleep(MOVING_S)
             expected = expected_ids(sim)

@@ -27,6 +27,7 @@ from borobridge.boro.simulator import Simulator
 STOP_S = 30.0
 PAGE_SIZE = 20
 SWEPT = "the reconciliation sweep found record"
+RESTORED = "stream checkpoints"  # "restored N of M stream checkpoints", once per start
 
 
 def bridge_config(directory: Path, url: str, *, name: str = "borobridge", kafka: dict[str, Any] | None = None) -> Path:
@@ -116,6 +117,7 @@ class BridgeProcess:
     log: Path
     cwd: Path
     kills: int = 0
+    starts: int = 0
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     async def start(self) -> None:
@@ -124,6 +126,14 @@ class BridgeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "borobridge", "run", *self.args, cwd=self.cwd, stderr=stderr
             )
+        self.starts += 1
+
+    async def wait_restored(self, seconds: float = STOP_S) -> None:
+        """Wait (bounded) until the latest start has restored its checkpoints: its clients are up."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self.said().count(RESTORED) < self.starts and asyncio.get_running_loop().time() < deadline:
+            assert not self.ended, f"the bridge ended:\n{self.said()}"
+            await asyncio.sleep(0.2)
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, whatever the bridge was doing."""
