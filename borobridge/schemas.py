@@ -18,7 +18,7 @@ from borobridge.settings_validation import convert_hooks
 from borobridge.transitions import Transition
 
 DRAFT: Final = "https://json-schema.org/draft/2020-12/schema"
-CHECKPOINT_SCHEMA_ID: Final = "urn:borobridge:schema:checkpoint.v1"
+CHECKPOINT_SCHEMA_ID: Final = "urn:borobridge:schema:checkpoint.v2"
 CONFIG_SCHEMA_ID: Final = "urn:borobridge:schema:config.v1"
 
 
@@ -72,7 +72,7 @@ def event_schema(transition: Transition) -> dict[str, Any]:
 def generate() -> dict[str, bytes]:
     """Every schema, by file name."""
     documents = {f"alarm.{kind.value}.v1.json": event_schema(kind) for kind in Transition}
-    documents["checkpoint.v1.json"] = _schema(Checkpoint, CHECKPOINT_SCHEMA_ID, "borobridge stream checkpoint")
+    documents["checkpoint.v2.json"] = _schema(Checkpoint, CHECKPOINT_SCHEMA_ID, "borobridge stream checkpoint")
     documents["config.schema.json"] = _schema(Settings, CONFIG_SCHEMA_ID, "borobridge configuration file")
     return {name: msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n" for name, doc in documents.items()}
 

@@ -1,9 +1,7 @@
-"""The Boro client on httpx.MockTransport: batching, drain, every failure shape, signing."""
+"""The Boro client on httpx.MockTransport: batching, every failure shape, signing."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -128,66 +126,6 @@ def test_query_parameters_cover_the_reference() -> None:
     assert "page" not in query.after(99).params()
 
 
-async def test_drain_asks_again_while_pages_are_full() -> None:
-    def full_then_short(body: dict[str, Any], n: int) -> httpx.Response:
-        call = body["methods"][0]
-        size = 2 if n < 3 else 1
-        records = [record_bytes(n * 10 + i) for i in range(size)]
-        return reply([{"method": "TaskAlarms", "id": call["id"], "result": alarms_result(records, n, limit=2)}])
-
-    recorder = Recorder(full_then_short)
-    client, _ = client_for(recorder)
-    rounds = [r async for r in client.drain([AlarmQuery(project_id=23, limit=2, update_token=0)])]
-    assert len(rounds) == 3
-    assert [body["methods"][0]["params"]["update_token"] for body in recorder.bodies] == [0, 1, 2]
-
-
-def full_pages(body: dict[str, Any], n: int) -> httpx.Response:
-    """Two records per call (full pages of two), token = request number."""
-    call = body["methods"][0]
-    records = [record_bytes(n * 10 + i) for i in range(2)]
-    return reply([{"method": "TaskAlarms", "id": call["id"], "result": alarms_result(records, n, limit=2)}])
-
-
-async def test_drain_reads_the_next_round_ahead_while_the_caller_delivers() -> None:
-    recorder = Recorder(full_pages)
-    client, _ = client_for(recorder)
-    async with contextlib.aclosing(client.drain([AlarmQuery(project_id=23, limit=2, update_token=0)])) as rounds:
-        [(query, page)] = await anext(rounds)
-        assert query.update_token == 0
-        assert isinstance(page, AlarmPage)
-        for _ in range(100):  # the read ahead runs while this caller is still busy with round 1
-            if len(recorder.bodies) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert [body["methods"][0]["params"]["update_token"] for body in recorder.bodies] == [0, 1]
-        [(query, _)] = await anext(rounds)
-        assert query.update_token == 1
-
-
-async def test_closing_the_drain_cancels_its_read_ahead() -> None:
-    first = full_pages({"methods": [{"id": 1}]}, 1)
-    requested, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def slow_second(request: httpx.Request) -> httpx.Response:
-        if json.loads(request.content)["methods"][0]["params"]["update_token"] == 0:
-            return first
-        requested.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        raise AssertionError("the read ahead was not cancelled")
-
-    client, _ = client_for(slow_second)  # type: ignore[arg-type]  # MockTransport takes async handlers too
-    rounds = client.drain([AlarmQuery(project_id=23, limit=2, update_token=0)])
-    await anext(rounds)
-    await asyncio.wait_for(requested.wait(), 5)
-    await rounds.aclose()  # what the pipeline does when delivering round 1 failed
-    assert cancelled.is_set()
-
-
 @pytest.mark.parametrize(
     ("response", "error", "fragment"),
     [
@@ -297,18 +235,6 @@ async def test_bad_records_are_rejected_one_by_one_with_their_bytes() -> None:
     assert reasons[2:] == ["type 'gauge' is neither 'state' nor 'event'", "a state record without 'active'"]
     assert json.loads(page.rejected[0].raw)["id"] == "two"
     assert page.full is False
-
-
-async def test_newest_first_servers_are_read_in_boro_order() -> None:
-    def newest_first(body: dict[str, Any], _: int) -> httpx.Response:
-        return reply(
-            [{"method": "TaskAlarms", "id": 1, "result": alarms_result([record_bytes(2), record_bytes(1)], 3)}]
-        )
-
-    client, _ = client_for(Recorder(newest_first), reply_order="newest_first")
-    [page] = await client.task_alarms([AlarmQuery(project_id=23)])
-    assert isinstance(page, AlarmPage)
-    assert [r.record.id for r in page.records] == [1, 2]
 
 
 async def test_requests_are_signed_verifiably() -> None:

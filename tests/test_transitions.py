@@ -71,18 +71,35 @@ def test_a_commit_through_a_mark_keeps_only_what_was_fed_before_it() -> None:
     assert memory.active == [3]
 
 
-def test_capacity_forgets_the_oldest_finished_ids_at_commit() -> None:
-    memory = TransitionMemory(capacity=2)
-    kinds(memory, *(decoded(i, type="event", active=None) for i in range(5)))
+def test_finished_ids_are_forgotten_by_boro_time_once_committed() -> None:
+    memory = TransitionMemory()
+    kinds_at = [memory.feed([decoded(i, type="event", active=None)], until=1000 + 100 * i) for i in range(5)]
+    assert all(kinds_at)
+    memory.forget_before(1300)
+    assert memory.done == set(range(5)), "nothing committed yet: a rollback must still find every id"
     memory.commit()
-    assert memory.done == [3, 4]
+    memory.forget_before(1300)
+    assert memory.done == {3, 4}
+    assert kinds(memory, decoded(4, type="event", active=None)) == []
+
+
+def test_ids_finished_before_any_boro_time_was_known_are_dated_by_the_first_one() -> None:
+    memory = TransitionMemory()
+    memory.feed([decoded(1, type="event", active=None)], until=None)
+    memory.commit()
+    memory.forget_before(10**12)
+    assert memory.done == {1}, "an id without a time is kept while no time is known"
+    memory.feed([decoded(2, type="event", active=None)], until=5000)
+    memory.commit()
+    memory.forget_before(6000)
+    assert memory.done == set()
 
 
 def test_restored_memory_does_not_re_emit() -> None:
     before = TransitionMemory()
     kinds(before, decoded(1), decoded(2, active=False))
     before.commit()
-    after = TransitionMemory(before.active, before.done)
+    after = TransitionMemory(before.active, before.finished)
     assert kinds(after, decoded(1), decoded(2, active=False)) == []
     assert kinds(after, decoded(1, active=False)) == [(1, Transition.CLEARED, False)]
 

@@ -91,4 +91,4 @@ class AlarmPage:
     @property
     def full(self) -> bool:
         """More may be waiting than this page holds, by the reply's own ``limit_value`` and ``total_pages``."""
-        return self.size >= self.limit_value or (self.size > 0 and self.current_page < self.total_pages)
+        return self.size > 0 and (self.size >= self.limit_value or self.current_page < self.total_pages)
