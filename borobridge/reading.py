@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -86,9 +86,16 @@ class Answer:
     clock: int | None  # the latest Boro time the replies prove
 
 
-def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first") -> Answer:
-    """The answer of one read step, each page's records put in change order, in call order."""
-    records = [item for page in pages for item in in_change_order(page.records, hint)]
+def answer_of(
+    pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()
+) -> Answer:
+    """The answer of one read step, in change order.
+
+    With two calls (``"*"``, then the tasks ``by_id``), each task's records come from one listing only: the
+    second for the tasks it names (it was answered later, so it is the more recent), the first for the others.
+    Two listings are never interleaved, since only one listing says in which order a task's records changed.
+    """
+    records = combined([page.records for page in pages], hint, by_id)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
     return Answer(
         records=records,
@@ -96,6 +103,21 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first") ->
         full=any(page.full and page.size > 0 for page in pages),
         clock=max(clocks, default=None),
     )
+
+
+def combined(
+    listings: Sequence[Sequence[DecodedRecord]], hint: Order | int = "oldest_first", by_id: Collection[int] = ()
+) -> list[DecodedRecord]:
+    """The records of one or two listings (``"*"``, then the tasks ``by_id``) in change order, each task's from
+    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`)."""
+    first, *rest = [in_change_order(records, hint) for records in listings]
+    if not rest:
+        return first
+    named = frozenset(by_id)
+    records = [item for item in first if item.record.task_id not in named]
+    for listed in rest:
+        records += listed
+    return records
 
 
 def first_position(mode: Literal["now", "since", "all"], since: int | None) -> Position:
@@ -186,13 +208,35 @@ def in_change_order(records: Sequence[DecodedRecord], hint: Order | int = "oldes
     The listing's direction is read from the records whose change time is exact (an event's or an active state's
     trigger time; a cleared state's is not in the record). When they say nothing (one record, all cleared, all
     in one second), ``hint`` decides: the direction seen in this kind of listing so far (:func:`direction`, as a
-    sum), else the configured order.
+    sum), else the configured order. Records with an exact change time are then put in order of it, the others
+    staying beside their neighbours: a reply that mixes orders (repeats put in front) is put right.
     """
     votes = direction(records)
     if not votes and isinstance(hint, int):
         votes = hint
     newest_first = votes < 0 or (not votes and hint == "newest_first")
-    return list(reversed(records)) if newest_first else list(records)
+    return _by_second(list(reversed(records)) if newest_first else list(records))
+
+
+def _by_second(records: list[DecodedRecord]) -> list[DecodedRecord]:
+    """The records in order of the second they changed in, keeping their order within a second."""
+    seconds = _seconds_changed(records)
+    if all(a <= b for a, b in itertools.pairwise(seconds)):
+        return records
+    order = sorted(range(len(records)), key=seconds.__getitem__)  # stable: a reply mixing orders is put right
+    return [records[i] for i in order]
+
+
+def _seconds_changed(records: list[DecodedRecord]) -> list[int]:
+    """The second each record changed in, where the record tells it exactly; a cleared state keeps its
+    neighbour's (its end time is the probe's, which can be off by seconds or minutes)."""
+    seconds: list[int] = []
+    previous = 0
+    for item in records:
+        if item.record.active is not False:
+            previous = item.record.trigger_time
+        seconds.append(previous)
+    return seconds
 
 
 def direction(records: Sequence[DecodedRecord]) -> int:
@@ -305,14 +349,3 @@ def _later(a: int | None, b: int | None) -> int | None:
 
 def _records_clock(records: Iterable[DecodedRecord]) -> int | None:
     return max((item.record.trigger_time for item in records), default=None)
-
-
-def change_key(item: DecodedRecord) -> tuple[float, int]:
-    """When a record last changed, as far as the record tells (its id breaks ties)."""
-    record = item.record
-    when: float = record.trigger_time
-    if record.type == "state" and record.active is False:
-        start, end = record.info.time, record.info.time_end
-        if start is not None and end is not None and end >= start:
-            when += end - start
-    return when, record.id

@@ -85,7 +85,8 @@ class Stream:
         """
         kind = "token" if queries[0].update_token is not None else "period"
         seen = self._directions.get(kind, 0)
-        answer = reading.answer_of(pages, seen or order)
+        named = queries[-1].task_ids if len(queries) > 1 else "*"
+        answer = reading.answer_of(pages, seen or order, named if isinstance(named, list) else [])
         self._directions[kind] = seen + sum(reading.direction(page.records) for page in pages)
         if reading.paged(position):
             return self._feed_paged(position, queries, answer, pages, lane)
@@ -99,11 +100,14 @@ class Stream:
         self, position: Position, queries: list[AlarmQuery], answer: reading.Answer, pages: list[AlarmPage], lane: str
     ) -> FedPage:
         gathered = self._gathered.setdefault(lane, _Gathered())
-        fresh = gathered.add(answer.records, [item for page in pages for item in page.rejected])
+        fresh = gathered.add(pages)
         after = reading.after_reply(position, answer, fresh=fresh)
         if reading.same_read(position, after):
             return FedPage([], [], after)
-        records = sorted(gathered.records.values(), key=reading.change_key)
+        named = queries[-1].task_ids if len(queries) > 1 else "*"
+        listings = [list(listing.values()) for listing in gathered.listings]
+        by_id = named if isinstance(named, list) else []
+        records = reading.combined(listings, self._directions.get("period") or "oldest_first", by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
         transitions = self._remember(position, queries, answer, records)
@@ -154,19 +158,23 @@ class Stream:
 class _Gathered:
     """The pages of a paged read so far, every pass together: the latest version of each record."""
 
-    records: dict[int, DecodedRecord] = field(default_factory=dict)
+    listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
     rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
     tasks: tuple[int, ...] = ()
 
-    def add(self, records: list[DecodedRecord], rejected: list[RejectedRecord]) -> bool:
-        """Gather a page; True when it holds a record not seen before in this read."""
-        fresh = any(item.record.id not in self.records for item in records)
-        self.records.update((item.record.id, item) for item in records)
-        self.rejected.update((item.raw, item) for item in rejected)
+    def add(self, pages: list[AlarmPage]) -> bool:
+        """Gather one page of each call; True when one holds a record not seen before in this read."""
+        while len(self.listings) < len(pages):
+            self.listings.append({})
+        fresh = False
+        for listing, page in zip(self.listings, pages, strict=False):
+            fresh = fresh or any(item.record.id not in listing for item in page.records)
+            listing.update((item.record.id, item) for item in page.records)
+            self.rejected.update((item.raw, item) for item in page.rejected)
         return fresh
 
     def clear(self) -> None:
-        self.records.clear()
+        self.listings.clear()
         self.rejected.clear()
 
 

@@ -17,10 +17,11 @@ import pytest
 from borobridge.boro.simulator import Faults, Personality
 from borobridge.boro.simulator_http import describe, serve_simulator
 from borobridge.settings import KafkaSettings
-from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
+from tests.expectations import expected_ids, simulator_with_history
 from tests.kafka_reading import kafka_settings
 from tests.support.bridge_process import (
     BridgeProcess,
+    assert_once_and_in_order,
     bridge_config,
     kill_at_random_moments,
     moving_world,
@@ -31,8 +32,8 @@ from tests.test_kafka_fencing import committed
 from tests.test_personalities_process import (
     EVERYTHING_BUT_STOPS,
     HARDEST,
+    MOVING_RECORDS_GAP,
     SOME_FAULTS,
-    STOPS_LOSE_RECORDS,
     with_known_failures,
 )
 
@@ -51,14 +52,9 @@ CASES = {
     "combined": (EVERYTHING_BUT_STOPS, SOME_FAULTS),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
 }
-ORDER_BROKEN = (
-    "intermittent: per-task order broken on the token path (an event committed after a later transition of its "
-    "task, no sweep involved), seen with reply_time, exclusive, newest-first, clock -300, moving_records, faults"
-)
 KNOWN_FAILURES = {
-    "probe_stops": STOPS_LOSE_RECORDS,
-    "hardest-with-faults": STOPS_LOSE_RECORDS,
-    "combined": ORDER_BROKEN,
+    "combined": MOVING_RECORDS_GAP,
+    "hardest-with-faults": MOVING_RECORDS_GAP,
 }
 
 
@@ -118,4 +114,4 @@ async def test_every_transition_committed_once_in_order(kafka: KafkaCluster, tmp
     )
     assert exit_status == 0, bridge.said()[-5000:]
     assert expected_ids(sim) == expected, "the world moved after it should have stood still"
-    assert_exactly_once_in_order(events, sim, expected)
+    assert_once_and_in_order(events, sim, expected, world)

@@ -141,9 +141,11 @@ def test_counters_and_clock_tokens_are_plausible() -> None:
 def test_a_listings_direction_is_read_from_exact_change_times() -> None:
     newest_first = [event(3, NOW + 2), decoded(9, active=False, trigger_time=NOW - 50), event(1, NOW)]
     assert [r.record.id for r in reading.in_change_order(newest_first)] == [1, 9, 3]
-    cleared_only = [decoded(9, active=False, trigger_time=NOW), decoded(8, active=False, trigger_time=NOW + 9)]
+    cleared_only = [decoded(9, active=False, trigger_time=NOW), decoded(8, active=False, trigger_time=NOW)]
     assert [r.record.id for r in reading.in_change_order(cleared_only)] == [9, 8], "nothing exact: the hint"
     assert [r.record.id for r in reading.in_change_order(cleared_only, -3)] == [8, 9], "what earlier replies showed"
+    mixed = [event(5, NOW + 3), event(4, NOW + 2), event(1, NOW), event(2, NOW + 1)]  # a newest-first page, repeats
+    assert [r.record.id for r in reading.in_change_order(mixed)] == [1, 2, 4, 5]
 
 
 def test_the_sweep_ends_before_the_floor() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from borobridge.boro.simulator import Simulator
+from tests.expectations import assert_exactly_once_in_order
 
 STOP_S = 30.0
 PAGE_SIZE = 20
@@ -63,6 +64,10 @@ class WorldLog:
         for probe in sim.probes():
             if not sim.probe_alive(probe.app_id):
                 self.stopped[probe.app_id].update((second - 1, second))
+
+    def hidden_tasks(self, sim: Simulator) -> set[int]:
+        """The tasks of every probe that was stopped at some point."""
+        return {task.task_id for task in sim.tasks() if task.app_id in self.stopped}
 
     def explain(self, sim: Simulator, missing: set[str]) -> str:
         """Missing transitions by circumstance: its probe stopped then, its second crowded (over a page)."""
@@ -202,3 +207,16 @@ def ids_written(path: Path) -> set[str]:
         return set()
     complete, _, _ = path.read_bytes().rpartition(b"\n")
     return {json.loads(line)["id"] for line in complete.splitlines() if line.strip()}
+
+
+def assert_once_and_in_order(events: list[dict[str, Any]], sim: Simulator, expected: set[str], world: WorldLog) -> None:
+    """Every expected transition once; per-task order for the tasks no stopped probe hid.
+
+    A task first seen after its probe stopped is invisible to ``"*"`` meanwhile: its changes arrive once the probe
+    runs again, through a period read or the reconciliation sweep, later than the task's other transitions.
+    """
+    hidden = world.hidden_tasks(sim)
+    late = {event["id"] for event in events if event["data"]["alarm"]["task_id"] in hidden}
+    assert_exactly_once_in_order([e for e in events if e["id"] not in late], sim, expected - late)
+    assert len(events) == len({event["id"] for event in events}), "a transition was delivered twice"
+    assert expected <= {event["id"] for event in events}
