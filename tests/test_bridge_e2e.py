@@ -203,7 +203,7 @@ async def test_a_failed_round_also_gives_up_the_round_prepared_behind_it(tmp_pat
             await pipeline.restore()
             await pipeline.poll_once()
             sim.advance(new_records=150)
-            committer.failing = {committer.deliveries + n for n in (2, 3, 6, 11, 12)}
+            committer.failing = {committer.deliveries + n for n in (2, 3, 5, 6, 8)}
             expected = active_at_start | {_event_id(change) for change in sim.changes(start_seq)}
             for _ in range(50):  # bounded: a cycle that meets a failure ends there
                 await pipeline.poll_once()
