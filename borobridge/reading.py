@@ -86,9 +86,7 @@ class Answer:
     clock: int | None  # the latest Boro time the replies prove
 
 
-def answer_of(
-    pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()
-) -> Answer:
+def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()) -> Answer:
     """The answer of one read step, in change order.
 
     With two calls (``"*"``, then the tasks ``by_id``), each task's records come from one listing only: the
