@@ -281,7 +281,7 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     if _paged(position):
         return _after_paged_window(position, page, fresh=fresh)
     if page.full:
-        return _moved(position, windows=(*_split(window, position.clock), *rest), fresh=False)
+        return _moved(position, windows=(*_split(window, position.clock, page.records), *rest), fresh=False)
     return _window_done(position, page)
 
 
@@ -302,12 +302,25 @@ def _window_done(position: Position, page: Answer) -> Position:
     return _moved(done, windows=rest, floor=_later(position.floor, window.high - 1))
 
 
-def _split(window: Window, clock: int | None) -> tuple[Window, ...]:
-    """Two windows sharing their boundary second, oldest first; an open window splits at the latest time seen."""
-    if window.high is None:
+def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> tuple[Window, ...]:
+    """Two windows sharing their boundary second, oldest first.
+
+    The split is where the full page shows records: the median of its exact change times inside the window, so a
+    long stretch with nothing in it costs no halving. Without such times a bounded window is halved and an open
+    one splits at the latest Boro time seen.
+    """
+    high = window.high if window.high is not None else math.inf
+    inside = sorted(
+        t
+        for t in (item.record.trigger_time for item in records if item.record.active is not False)
+        if window.low < t < high
+    )
+    if inside:
+        middle = inside[len(inside) // 2]
+    elif window.high is None:
         middle = max(window.low + 1, clock or 0)
-        return Window(window.low, middle), Window(middle)
-    middle = (window.low + window.high) // 2
+    else:
+        middle = (window.low + window.high) // 2
     return Window(window.low, middle), Window(middle, window.high)
 
 

@@ -235,11 +235,12 @@ async def test_ctrl_c_during_replay(kafka: KafkaCluster, tmp_path: Path) -> None
                 _, stderr = await process.communicate()
         finally:
             await stop(process)
-    assert (process.returncode, stderr.decode()) == (
+    ours = [line for line in stderr.decode().splitlines(keepends=True) if " aiokafka" not in line]
+    assert (process.returncode, "".join(ours)) == (
         130,
         "borobridge: interrupted; what was sent stays in Kafka, run the same replay again to finish it "
         "(repeats keep their ids)\n",
-    )
+    ), "aiokafka's own retry warnings (a new topic's leader moving) are its log, not the command's message"
 
 
 @pytest.mark.kafka

@@ -111,6 +111,8 @@ async def test_restart_resumes_from_kafka_alone(kafka: KafkaCluster) -> None:
     assert {c["stream"] for c in checkpoints} == {f"boro-test/{p.id}" for p in sim.projects()}
     tokens: dict[str, int] = {}
     for checkpoint in checkpoints:
+        if checkpoint["update_token"] is None:
+            continue  # a first start still reading by period has no token yet
         assert checkpoint["update_token"] >= tokens.get(checkpoint["stream"], 0), "a cursor moved backwards"
         tokens[checkpoint["stream"]] = checkpoint["update_token"]
 

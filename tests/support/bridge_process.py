@@ -112,6 +112,8 @@ async def moving_world(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sim.personality = msgspec.structs.replace(sim.personality, moving_records=0.0)
+        for probe in sim.probes():  # a probe stopped now would hide its tasks for good: every probe runs again
+            sim.set_probe_alive(probe.app_id, True)
 
 
 @dataclass
