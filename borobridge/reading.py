@@ -84,6 +84,7 @@ class Answer:
     token: Token  # the lowest token of the calls: the safer place to continue from
     full: bool  # some call had more than its page held
     clock: int | None  # the latest Boro time the replies prove
+    votes: int = 0  # the listings' direction, as :func:`direction` counts it
 
 
 def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()) -> Answer:
@@ -93,22 +94,29 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by
     second for the tasks it names (it was answered later, so it is the more recent), the first for the others.
     Two listings are never interleaved, since only one listing says in which order a task's records changed.
     """
-    records = combined([page.records for page in pages], hint, by_id)
+    votes = [direction(page.records) for page in pages]
+    records = combined([page.records for page in pages], hint, by_id, votes)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
     return Answer(
         records=records,
         token=min(page.update_token for page in pages),
         full=any(page.full and page.size > 0 for page in pages),
         clock=max(clocks, default=None),
+        votes=sum(votes),
     )
 
 
 def combined(
-    listings: Sequence[Sequence[DecodedRecord]], hint: Order | int = "oldest_first", by_id: Collection[int] = ()
+    listings: Sequence[Sequence[DecodedRecord]],
+    hint: Order | int = "oldest_first",
+    by_id: Collection[int] = (),
+    votes: Sequence[int] | None = None,
 ) -> list[DecodedRecord]:
     """The records of one or two listings (``"*"``, then the tasks ``by_id``) in change order, each task's from
-    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`)."""
-    first, *rest = [in_change_order(records, hint) for records in listings]
+    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`). ``votes``
+    are the listings' directions when the caller counted them already."""
+    counted = votes if votes is not None else [direction(records) for records in listings]
+    first, *rest = [_oriented(records, hint, n) for records, n in zip(listings, counted, strict=True)]
     if not rest:
         return first
     named = frozenset(by_id)
@@ -209,7 +217,10 @@ def in_change_order(records: Sequence[DecodedRecord], hint: Order | int = "oldes
     sum), else the configured order. Records with an exact change time are then put in order of it, the others
     staying beside their neighbours: a reply that mixes orders (repeats put in front) is put right.
     """
-    votes = direction(records)
+    return _oriented(records, hint, direction(records))
+
+
+def _oriented(records: Sequence[DecodedRecord], hint: Order | int, votes: int) -> list[DecodedRecord]:
     if not votes and isinstance(hint, int):
         votes = hint
     newest_first = votes < 0 or (not votes and hint == "newest_first")

@@ -47,11 +47,6 @@ class Stream:
         """The committed token, or None before the first start has one."""
         return self.committed.token
 
-    @property
-    def started(self) -> bool:
-        """False until the stream has a position to read from (a first start sets it)."""
-        return self.position.token is not None or self.position.busy
-
     def queries(self, position: Position, lane: str = "poll") -> list[AlarmQuery]:
         """The calls that read ``position`` on: the configured selector, and the tasks seen when it is ``"*"``.
 
@@ -84,12 +79,13 @@ class Stream:
         otherwise come after later ones. ``lane`` keeps the sweep's pages apart from the stream's own.
         """
         kind = "token" if queries[0].update_token is not None else "period"
-        seen = self._directions.get(kind, 0)
+        hint = self._directions.get(kind, 0) or order
         named = queries[-1].task_ids if len(queries) > 1 else "*"
-        answer = reading.answer_of(pages, seen or order, named if isinstance(named, list) else [])
-        self._directions[kind] = seen + sum(reading.direction(page.records) for page in pages)
+        by_id = named if isinstance(named, list) else []
+        answer = reading.answer_of(pages, hint, by_id)
+        self._directions[kind] = self._directions.get(kind, 0) + answer.votes
         if reading.paged(position):
-            return self._feed_paged(position, queries, answer, pages, lane)
+            return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id))
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
         records = _recent(answer.records, self._horizon) if used else []
@@ -97,17 +93,20 @@ class Stream:
         return FedPage(transitions, rejected, reading.after_reply(position, answer, fresh=bool(transitions)))
 
     def _feed_paged(
-        self, position: Position, queries: list[AlarmQuery], answer: reading.Answer, pages: list[AlarmPage], lane: str
+        self,
+        position: Position,
+        queries: list[AlarmQuery],
+        answer: reading.Answer,
+        pages: list[AlarmPage],
+        read: _PagedRead,
     ) -> FedPage:
-        gathered = self._gathered.setdefault(lane, _Gathered())
+        gathered = self._gathered.setdefault(read.lane, _Gathered())
         fresh = gathered.add(pages)
         after = reading.after_reply(position, answer, fresh=fresh)
         if reading.same_read(position, after):
             return FedPage([], [], after)
-        named = queries[-1].task_ids if len(queries) > 1 else "*"
         listings = [list(listing.values()) for listing in gathered.listings]
-        by_id = named if isinstance(named, list) else []
-        records = reading.combined(listings, self._directions.get("period") or "oldest_first", by_id)
+        records = reading.combined(listings, read.hint, read.by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
         transitions = self._remember(position, queries, answer, records)
@@ -152,6 +151,15 @@ class Stream:
         self.tasks = set(self._committed_tasks)
         self.sweep = None
         self._gathered.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _PagedRead:
+    """How a paged read's pages are combined once whole: its lane, the direction hint and the tasks asked by id."""
+
+    lane: str
+    hint: Order | int
+    by_id: list[int]
 
 
 @dataclass

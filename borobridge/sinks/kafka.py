@@ -29,7 +29,7 @@ from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.schemas import generate
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_batches import Record, send_in_batches
-from borobridge.sinks.kafka_connection import connection_options
+from borobridge.sinks.kafka_connection import connection_hint, connection_options
 from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ class KafkaSink:
         except BaseException as exc:
             await self._stop()
             if isinstance(exc, KafkaError):
-                raise KafkaDeliveryError(f"cannot start Kafka clients: {exc!r}; {self._connection_hint()}") from exc
+                raise KafkaDeliveryError(
+                    f"cannot start Kafka clients: {exc!r}; {connection_hint(self._settings)}"
+                ) from exc
             raise
         return self
 
@@ -126,7 +128,7 @@ class KafkaSink:
             except (KafkaError, TimeoutError) as exc:
                 await _stop_quietly(producer)
                 raise KafkaDeliveryError(
-                    f"cannot restart the Kafka producer: {exc!r}; {self._connection_hint()}"
+                    f"cannot restart the Kafka producer: {exc!r}; {connection_hint(self._settings)}"
                 ) from exc
             self._producer = producer
         return self._producer
@@ -165,15 +167,6 @@ class KafkaSink:
             options["transactional_id"] = transactional_id(self._name)
             options["transaction_timeout_ms"] = settings.transaction_timeout_ms
         return options
-
-    def _connection_hint(self) -> str:
-        settings = self._settings
-        checks = [f"kafka.bootstrap_servers ({settings.bootstrap_servers})"]
-        if settings.sasl is not None:
-            checks.append("the SASL credentials (kafka.sasl username, password, mechanism)")
-        if settings.tls is not None:
-            checks.append("the TLS files (kafka.tls)")
-        return f"check {' and '.join(checks)}"
 
     def _topic_manager(self) -> TopicManager:
         if self._topics is None:
