@@ -58,7 +58,8 @@ def echo_pages(body: dict[str, Any], _: int) -> httpx.Response:
                 "method": call["method"],
                 "id": call["id"],
                 "result": alarms_result(
-                    [record_bytes(call["params"]["project_id"])], call["params"]["project_id"] * 10
+                    [record_bytes(call["params"]["project_id"], project_id=call["params"]["project_id"])],
+                    call["params"]["project_id"] * 10,
                 ),
             }
             for call in body["methods"]
@@ -209,6 +210,18 @@ async def test_unknown_reply_id_is_an_error() -> None:
     [result] = await client.task_alarms([AlarmQuery(project_id=23)])
     assert isinstance(result, BoroReplyError)
     assert "[99]" in str(result)
+
+
+async def test_two_answers_to_one_call_refuse_the_reply() -> None:
+    def twice(body: dict[str, Any], n: int) -> httpx.Response:
+        items = json.loads(echo_pages(body, n).content)["reply"]
+        return reply([items[0], {**items[0], "result": alarms_result([], 7)}, *items[1:]])
+
+    client, _ = client_for(Recorder(twice))
+    results = await client.task_alarms([AlarmQuery(project_id=23), AlarmQuery(project_id=24)])
+    assert [str(result) for result in results] == [
+        "Boro reply item None: reply ids [1] answer one call more than once"
+    ] * 2
 
 
 async def test_bad_records_are_rejected_one_by_one_with_their_bytes() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -153,6 +154,8 @@ class BoroClient:
         except msgspec.DecodeError as exc:
             return BoroReplyError(f"result is not a TaskAlarms result: {exc}", method=item.method, item_id=item.id)
         records, rejected = _decode_records(query.project_id, result.alarms)
+        if problem := _unasked_record(query, records):
+            return BoroReplyError(problem, method=item.method, item_id=item.id)
         return AlarmPage(
             query=query,
             records=records,
@@ -172,16 +175,21 @@ def _signer_from(settings: BoroSettings) -> Signer | None:
 
 
 def _match(calls: Sequence[tuple[str, dict[str, Any]]], body: bytes) -> list[ReplyItem]:
+    """The reply items in call order, paired by the id each must carry back; any doubt refuses the whole reply."""
     try:
         envelope = ENVELOPE_DECODER.decode(body)
     except msgspec.DecodeError as exc:
         raise BoroDecodeError(str(exc), _excerpt(body)) from exc
-    by_id = {item.id: item for item in envelope.reply}
-    unknown = [key for key in by_id if key is None or not 1 <= key <= len(calls)]
-    if unknown and len(envelope.reply) != len(calls):
-        raise BoroReplyError(f"reply ids {unknown} match no call of this request")
+    ids = Counter(item.id for item in envelope.reply if item.id is not None)
+    if without := len(envelope.reply) - ids.total():
+        raise BoroReplyError(f"reply items without an id: {without} of {len(envelope.reply)}")
+    unknown = sorted(key for key in ids if not 1 <= key <= len(calls))
     if unknown:
-        by_id = dict(enumerate(envelope.reply, 1))  # a server that drops ids still answers in order
+        raise BoroReplyError(f"reply ids {unknown} match no call of this request")
+    repeated = sorted(key for key, count in ids.items() if count > 1)
+    if repeated:
+        raise BoroReplyError(f"reply ids {repeated} answer one call more than once")
+    by_id = {item.id: item for item in envelope.reply}
     missing = [i for i in range(1, len(calls) + 1) if i not in by_id]
     if missing:
         raise BoroReplyError(f"no reply item for call ids {missing}", method=calls[missing[0] - 1][0])
@@ -211,6 +219,19 @@ def _decode_records(project_id: int, raws: list[msgspec.Raw]) -> tuple[list[Deco
         else:
             records.append(DecodedRecord(record, data))
     return records, rejected
+
+
+def _unasked_record(query: AlarmQuery, records: list[DecodedRecord]) -> str | None:
+    """Why the page answers another question than ``query`` (a record of another project or task), or None."""
+    chosen = set(query.task_ids) if isinstance(query.task_ids, list) else None
+    for decoded in records:
+        record = decoded.record
+        if record.project_id != query.project_id:
+            asked = query.project_id
+            return f"record {record.id} belongs to project {record.project_id}, the call asked for project {asked}"
+        if chosen is not None and record.task_id not in chosen:
+            return f"record {record.id} is of task {record.task_id}, the call asked for tasks {sorted(chosen)}"
+    return None
 
 
 def _semantic_problem(record: AlarmRecord) -> str | None:
