@@ -31,6 +31,7 @@ from borobridge.delivery import Committer
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
+from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
 from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
@@ -134,10 +135,11 @@ def _output_path(settings: Settings) -> Path | None:
 
 
 def server_name(settings: Settings, url: str) -> str:
-    """The Boro server's name in CloudEvent sources: configured, else the URL's host, else the simulator."""
+    """The Boro server's name in CloudEvent sources and stream ids: configured, else the URL's ``host[:port]``
+    (never its ``user:password@``, which is secret and changes when rotated), else the simulator."""
     if settings.boro.server_name:
         return settings.boro.server_name
-    return urlsplit(url).netloc if settings.boro.url else SIMULATOR_NAME
+    return without_userinfo(urlsplit(url).netloc) if settings.boro.url else SIMULATOR_NAME
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

@@ -15,6 +15,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from borobridge.errors import ConfigError
+from borobridge.secret import masked_url
 from borobridge.settings import BoroSettings, FirstStartSettings, KafkaSettings, MqttSettings, Settings
 from borobridge.sinks.kafka_connection import bootstrap_servers
 
@@ -50,12 +51,18 @@ def _url_problems(boro: BoroSettings) -> list[str]:
     if not boro.url:
         return []
     parts = urlsplit(boro.url)
+    shown = masked_url(boro.url)
     try:
         parts.port  # noqa: B018 - reading it validates it
     except ValueError:
-        return [f"boro.url: {boro.url!r} has an invalid port; write e.g. https://boro.example/ctrl_api/v1/json"]
+        return [f"boro.url: {shown!r} has an invalid port; write e.g. https://boro.example/ctrl_api/v1/json"]
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return [f"boro.url: {boro.url!r} is not an http(s) URL; write e.g. https://boro.example/ctrl_api/v1/json"]
+        return [f"boro.url: {shown!r} is not an http(s) URL; write e.g. https://boro.example/ctrl_api/v1/json"]
+    if boro.hmac is not None and "@" in parts.netloc:
+        return [
+            f"boro.url: {shown!r} carries user:password@, which is sent as HTTP Basic authorisation and would "
+            "replace the boro.hmac signature in the same Authorization header; remove one of them"
+        ]
     return []
 
 

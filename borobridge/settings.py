@@ -17,7 +17,7 @@ import yaml
 
 from borobridge.boro.hmac_auth import decode_key
 from borobridge.errors import ConfigError
-from borobridge.secret import Secret
+from borobridge.secret import Secret, masked_url
 from borobridge.settings_validation import collect_errors, convert_hooks
 
 ENV_PREFIX: Final = "BOROBRIDGE_"
@@ -266,8 +266,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 
 
 def settings_to_builtins(settings: Settings) -> Any:
-    """The effective configuration as plain data, secrets masked, for ``check-config``."""
-    return msgspec.to_builtins(settings, enc_hook=convert_hooks.encode)
+    """The effective configuration as plain data, secrets masked (``user:password@`` of the Boro URL too), for
+    ``check-config``."""
+    data = msgspec.to_builtins(settings, enc_hook=convert_hooks.encode)
+    data["boro"]["url"] = masked_url(settings.boro.url)
+    return data
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

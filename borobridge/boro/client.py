@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -40,6 +40,7 @@ from borobridge.errors import (
     BoroReplyError,
     BoroTransportError,
 )
+from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import BoroSettings
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class Signer:
     """Signs requests with APIAuth HMAC-SHA256."""
 
     access_id: str
-    key: bytes
+    key: bytes = field(repr=False)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def headers(self, uri: str, body: bytes) -> dict[str, str]:
@@ -79,6 +80,7 @@ class BoroClient:
         self._http = http
         self._settings = settings
         self._url = url or settings.url
+        self._shown_url = masked_url(self._url)
         self._path = urlsplit(self._url).path or "/"
         self._signer = signer or _signer_from(settings)
         self._sleep = sleep
@@ -139,9 +141,11 @@ class BoroClient:
                 self._url, content=body, headers=headers, timeout=self._settings.request_timeout
             )
         except httpx.TimeoutException as exc:
-            raise BoroTransportError(f"no answer from {self._url} within {self._settings.request_timeout} s") from exc
+            raise BoroTransportError(
+                f"no answer from {self._shown_url} within {self._settings.request_timeout} s"
+            ) from exc
         except httpx.TransportError as exc:
-            raise BoroTransportError(f"cannot reach {self._url}: {exc!r}") from exc
+            raise BoroTransportError(f"cannot reach {self._shown_url}: {scrubbed(repr(exc), self._url)}") from exc
         if response.status_code >= 400:
             raise BoroHTTPError(response.status_code, _excerpt(response.content), _retry_after(response))
         return response.content
