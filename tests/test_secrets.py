@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +30,9 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import load_settings
 from tests.expectations import simulator_with_history
+from tests.kafka_reading import kafka_settings
+from tests.support.kafka import KafkaCluster
+from tests.test_kafka_delivery import topic_names
 
 USER: Final = "bridge-user"
 PASSWORD: Final = "boro-Pw-7c1e90"
@@ -47,6 +51,7 @@ SECRETS: Final = (
 )
 SERVING: Final = re.compile(r"serving /livez, /readyz and /metrics on (http://127\.0\.0\.1:\d+)")
 WAIT_S: Final = 30.0
+COMMAND_S: Final = 90.0
 
 
 def assert_no_secret(where: str, text: str) -> None:
@@ -102,7 +107,7 @@ async def borobridge(*args: str, cwd: Path) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(WAIT_S):
+    async with asyncio.timeout(COMMAND_S):
         stdout, stderr = await process.communicate()
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
@@ -226,3 +231,23 @@ def test_urls_are_printed_without_their_credentials() -> None:
     assert masked_url("https://token@boro.example/x") == "https://**********@boro.example/x"
     assert masked_url("https://boro.example/x") == "https://boro.example/x"
     assert scrubbed(f"InvalidURL({url!r}), password p@ss", url) == f"InvalidURL({shown!r}), password **********"
+
+
+@pytest.mark.kafka
+async def test_replay_and_tail_show_no_secret(kafka: KafkaCluster, tmp_path: Path) -> None:
+    settings, prefix = kafka_settings(kafka.bootstrap)
+    brokers = {"bootstrap_servers": kafka.bootstrap, "topics": topic_names(settings)}
+    sim = simulator_with_history(30, seed=17, projects=1, rate_per_second=5)
+    async with serve_simulator(sim) as served:
+        port = int(served.split(":")[2].split("/")[0])
+        config = write_config(tmp_path, url_with_password(port), signed=False, name=prefix, kafka=brokers)
+        since = str(int(time.time()) - 120)
+        status, stdout, stderr = await borobridge("replay", "--config", str(config), "--since", since, cwd=tmp_path)
+    assert status == 0, stderr
+    assert_no_secret("replay", stdout + stderr)
+    tail = ("tail", "--config", str(config), "--from-beginning", "--format", "cloudevent", "--idle-exit", "3")
+    status, stdout, stderr = await borobridge(*tail, cwd=tmp_path)
+    assert status == 0, stderr
+    assert_no_secret("tail", stdout + stderr)
+    sources = {json.loads(line)["source"].split("/projects/")[0] for line in stdout.splitlines()}
+    assert sources == {f"boro://127.0.0.1:{port}"}
