@@ -9,6 +9,7 @@
     │   ├── BoroHTTPError            a 4xx/5xx status; .status, .retry_after, .body_excerpt
     │   ├── BoroDecodeError          a body that is not the documented JSON; .body_excerpt
     │   └── BoroReplyError           a reply item with "error", no "result" or an unknown id; .method, .item_id
+    ├── RecordError                  a record cannot become an event: it becomes a dead letter, never stops a poll
     ├── SinkError                    a sink could not deliver (retriable = True)
     │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
@@ -88,6 +89,12 @@ class BoroReplyError(BoroError):
         self.method = method
         self.item_id = item_id
         super().__init__(f"Boro {method or 'reply'} item {item_id}: {problem}")
+
+
+class RecordError(BridgeError):
+    """One record cannot become an event (a time that cannot be formatted); it goes to the dead-letter path."""
+
+    kind = "record"
 
 
 class SinkError(BridgeError):

@@ -28,6 +28,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer, DeadLetter
 from borobridge.errors import BoroError, BridgeError
 from borobridge.events import CloudEvent, EventFactory
+from borobridge.failure_log import FailureLog
 from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.reading import Position
@@ -36,6 +37,8 @@ from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition
 
 log = logging.getLogger(__name__)
+
+DISCOVERY = "discovery"  # the key of discovery's failures, said once
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class Pipeline:
         self._next_sweep: dict[str, float] = {}
         self._next_discovery = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
+        self._failures = FailureLog(log)
 
     @property
     def streams(self) -> list[Stream]:
@@ -209,9 +213,9 @@ class Pipeline:
             stream.position = fed.position
             pause = 0.0 if fed.position.busy else self._settings.boro.poll_interval
             self._due[stream.id] = self._clock() + pause
-        build = self._factory.build
-        batch.events += [build(transition) for transition in fed.transitions]
-        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in fed.rejected]
+        events, unbuildable = self._factory.build_all(fed.transitions)
+        batch.events += events
+        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in (*fed.rejected, *unbuildable)]
         moved = reading.resumable(fed.position) != reading.resumable(read.position)
         return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and moved)
 
@@ -262,8 +266,17 @@ class Pipeline:
             return
         if self._clock() < self._next_discovery:
             return
-        self._ensure_streams(await self._client.project_ids())
-        self._next_discovery = self._clock() + self._settings.boro.discovery_interval
+        interval = self._settings.boro.discovery_interval
+        try:
+            self._ensure_streams(await self._client.project_ids())
+        except BoroError as error:
+            if not self._streams:
+                raise  # nothing to poll: the cycle fails
+            message = "project discovery failed (%s); the known projects are still polled, discovery retried in %g s"
+            self._failures.failed(DISCOVERY, error, message, error, interval)
+        else:
+            self._failures.ended(DISCOVERY, "project discovery works again")
+        self._next_discovery = self._clock() + interval
 
     def _ensure_streams(self, project_ids: Iterable[int]) -> None:
         boro = self._settings.boro
