@@ -38,7 +38,8 @@ from borobridge.transitions import AlarmTransition
 
 log = logging.getLogger(__name__)
 
-DISCOVERY = "discovery"  # the key of discovery's failures, said once
+CYCLE = "cycle"  # the keys of the failures said once (streams are keyed by their id)
+DISCOVERY = "discovery"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +124,11 @@ class Pipeline:
             if not error.retriable:
                 raise
             if isinstance(error, BoroError):
-                self._health.boro_failed(str(error))
+                self._health.boro_failed(str(error), fix=error.fix)
             return self._failed(error)
         if reads:
             self._health.boro_succeeded()
+            self._failures.ended(CYCLE, "Boro answers again; polling every %g s", self._settings.boro.poll_interval)
             self._metrics.poll_seconds.observe(self._clock() - started)
         self._backoff.reset()
         return self._until_due(started)
@@ -213,6 +215,7 @@ class Pipeline:
             stream.position = fed.position
             pause = 0.0 if fed.position.busy else self._settings.boro.poll_interval
             self._due[stream.id] = self._clock() + pause
+        self._failures.ended(stream.id, "stream %s: Boro answers its reads again", stream.id)
         events, unbuildable = self._factory.build_all(fed.transitions)
         batch.events += events
         batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in (*fed.rejected, *unbuildable)]
@@ -298,13 +301,20 @@ class Pipeline:
         self._metrics.polls.labels("error").inc()
         self._metrics.errors.labels(error.kind).inc()
         self._due[read.stream.id] = math.inf
-        log.warning("stream %s: read failed, position stays at %s: %s", read.stream.id, _describe(read.position), error)
+        message = "stream %s: read failed, position stays at %s: %s"
+        where = _describe(read.position)
+        self._failures.failed(read.stream.id, error, message, read.stream.id, where, error, once=error.permanent)
         return error
 
     def _failed(self, error: BridgeError) -> float:
         retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, BoroError) and error.permanent:  # asking again soon cannot help: at the longest backoff
+            delay = self._backoff.longest(retry_after)
+            message = "Boro refuses the bridge (%s): fix your configuration (%s); asking again every %.1f s"
+            self._failures.failed(CYCLE, error, message, error, error.fix, delay)
+            return delay
         delay = self._backoff.next_delay(retry_after)
-        log.warning("poll cycle failed (%s); next attempt in %.1f s", error, delay)
+        self._failures.failed(CYCLE, error, "poll cycle failed (%s); next attempt in %.1f s", error, delay, once=False)
         return max(delay, 0.0)
 
 

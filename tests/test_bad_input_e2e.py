@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
-from borobridge.boro.simulator import SimReply, Simulator, StoredRecord
+from borobridge.boro.client import BoroClient
+from borobridge.boro.simulator import ENDPOINT_PATH, SimReply, Simulator, StoredRecord
 from borobridge.boro.simulator_http import serve_simulator
+from borobridge.checkpoint import FileCheckpointStore
+from borobridge.health import Health, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
+from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import expected_ids, read_events, simulator_with_history
-from tests.test_bridge_e2e import bridge
+from tests.test_bridge_e2e import bridge, bridge_settings
 
+MAX_BACKOFF = 0.1  # boro.retry.max_backoff in bridge_settings
 CYCLES = 6
 
 
@@ -124,3 +131,94 @@ async def test_a_malformed_projects_list_keeps_the_known_projects_polled(
     assert len(warnings) == 1
     assert "result is not a ProjectsList result" in warnings[0]
     assert "the known projects are still polled" in warnings[0]
+
+
+# ---- permanent refusals ------------------------------------------------------------------------------------------
+
+
+def refusing(kind: str) -> tuple[Simulator, dict[str, str], str]:
+    """A simulator, settings overrides and an URL suffix that make Boro refuse the bridge for good."""
+    sim = simulator_with_history(2, seed=6, rate_per_second=5)
+    overrides = {"BOROBRIDGE_BORO__PROJECTS": "[23, 24]"}
+    if kind == "user_id":
+        overrides["BOROBRIDGE_BORO__USER_ID"] = "5"
+    if kind == "user_id_discovery":
+        overrides = {"BOROBRIDGE_BORO__USER_ID": "5"}
+    if kind == "hmac":
+        sim = simulator_with_history(2, seed=6, rate_per_second=5, hmac_keys={"4": b"k" * 32})
+    return sim, overrides, "/v2" if kind == "path" else ""
+
+
+@contextlib.asynccontextmanager
+async def watched_bridge(
+    url: str, tmp_path: Path, overrides: dict[str, str], health: Health
+) -> AsyncIterator[Pipeline]:
+    """A restored pipeline writing JSON lines into ``tmp_path`` and reporting to ``health``."""
+    settings = bridge_settings(url, tmp_path, **overrides)
+    assert settings.output.path is not None
+    sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), Path(settings.output.path))
+    async with httpx.AsyncClient() as http:
+        client = BoroClient(http, settings.boro)
+        pipeline = Pipeline(client, sink, settings, server_name="boro-test", metrics=Metrics(), health=health)
+        try:
+            await pipeline.restore()
+            health.mark_restored()
+            yield pipeline
+        finally:
+            sink.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("user_id", "access denied for user_id 5"),
+        ("user_id_discovery", "access denied for user_id 5"),
+        ("hmac", "HTTP 401"),
+        ("path", "HTTP 404"),
+    ],
+)
+async def test_a_permanent_refusal_backs_off_to_the_maximum_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str, reason: str
+) -> None:
+    sim, overrides, suffix = refusing(kind)
+    health, metrics = Health(poll_interval=0.1), Metrics()
+    caplog.set_level(logging.DEBUG, logger="borobridge")
+    async with (
+        serve_simulator(sim) as url,
+        serve_health(health, metrics.registry, "127.0.0.1", 0) as health_url,
+        watched_bridge(url.replace(ENDPOINT_PATH, suffix + ENDPOINT_PATH), tmp_path, overrides, health) as pipeline,
+        httpx.AsyncClient(base_url=health_url) as probe,
+    ):
+        delays, warned = [], []
+        for _ in range(CYCLES):
+            delays.append(await pipeline.poll_once())
+            warned.append([r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING])
+            caplog.clear()
+        readyz = await probe.get("/readyz")
+    assert delays == [MAX_BACKOFF] * CYCLES
+    [advice] = [line for line in warned[0] if "fix your configuration" in line]
+    assert reason in advice
+    assert warned[1:] == [[]] * (CYCLES - 1)
+    assert readyz.status_code == 503
+    assert "fix your configuration" in readyz.text
+    assert reason in readyz.text
+
+
+async def test_a_refusal_that_ends_is_said_once_and_a_new_one_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim, overrides, _ = refusing("user_id")
+    caplog.set_level(logging.INFO, logger="borobridge")
+    async with serve_simulator(sim) as url, bridge(url, tmp_path, overrides=overrides) as pipeline:
+        for _ in range(CYCLES):
+            await pipeline.poll_once()
+        sim.user_id = 5
+        recovered = await pipeline.poll_once()
+        answered = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
+        sim.user_id = 4
+        for _ in range(CYCLES):
+            await pipeline.poll_once()
+    assert recovered <= MAX_BACKOFF
+    assert len(answered) == 1
+    advice = [r.getMessage() for r in caplog.records if "fix your configuration" in r.getMessage()]
+    assert len(advice) == 2

@@ -300,3 +300,25 @@ async def test_a_malformed_projects_list_is_a_reply_error() -> None:
     client, _ = client_for(Recorder(projects))
     with pytest.raises(BoroReplyError, match=r"result is not a ProjectsList result: .*\$\.projects\[0\]"):
         await client.project_ids()
+
+
+@pytest.mark.parametrize(
+    ("response", "permanent"),
+    [
+        (httpx.Response(401, json={"error": "signature mismatch"}), True),
+        (httpx.Response(403, text="Forbidden"), True),
+        (httpx.Response(404, text="Not Found"), True),
+        (httpx.Response(400, json={"error": "bad envelope"}), False),
+        (reply([{"method": "TaskAlarms", "id": 1, "error": "access denied for user_id 5"}]), True),
+        (reply([{"method": "TaskAlarms", "id": 1, "error": {"code": 7, "message": "Permission denied"}}]), True),
+        (reply([{"method": "TaskAlarms", "id": 1, "error": "project 99 not found"}]), False),
+    ],
+)
+async def test_refusals_of_the_bridge_itself_are_permanent_and_name_the_settings(
+    response: httpx.Response, permanent: bool
+) -> None:
+    client, _ = client_for(Recorder(lambda _b, _n: response))
+    [result] = await client.task_alarms([AlarmQuery(project_id=23)])
+    assert isinstance(result, BoroHTTPError | BoroReplyError)
+    assert result.permanent is permanent
+    assert (result.fix is not None and "boro." in result.fix) is permanent

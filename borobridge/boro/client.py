@@ -49,6 +49,8 @@ STATE_TYPES: Final = frozenset({"state", "event"})
 TRIGGER_TIMES: Final = (1_000_000_000, 10_000_000_000)  # Unix seconds 2001-09-09 .. 2286-11-20: a millisecond
 # value (13 digits) or a counter falls outside, and everything inside formats as an RFC 3339 time
 TASK_SECONDS: Final = 1e10  # info.time and info.time_end count seconds since the task started: ±317 years at most
+REFUSALS: Final = ("access denied", "permission denied")  # item errors no retry cures: the user lacks the rights
+REFUSAL_FIX: Final = "boro.user_id, a Boro user allowed to read the projects polled"
 
 PageResult = AlarmPage | BoroError
 
@@ -197,7 +199,10 @@ def _match(calls: Sequence[tuple[str, dict[str, Any]]], body: bytes) -> list[Rep
 
 def _result_of(item: ReplyItem) -> msgspec.Raw:
     if item.error:
-        raise BoroReplyError(f"Boro reports an error: {error_text(item.error)}", method=item.method, item_id=item.id)
+        text = error_text(item.error)
+        fix = REFUSAL_FIX if any(refusal in text.lower() for refusal in REFUSALS) else None
+        problem = f"Boro reports an error: {text}"
+        raise BoroReplyError(problem, method=item.method, item_id=item.id, fix=fix)
     if not item.result:
         raise BoroReplyError("neither result nor error in the reply item", method=item.method, item_id=item.id)
     return item.result
