@@ -26,6 +26,11 @@ class Backoff:
         delay = self._rng.uniform(ceiling / 2, ceiling)
         return max(delay, retry_after) if retry_after is not None else delay
 
+    def longest(self, retry_after: float | None = None) -> float:
+        """Count a failure that asking again soon cannot cure, and return the maximum delay (or a later Retry-After)."""
+        self._failures += 1
+        return max(self._maximum, retry_after) if retry_after is not None else self._maximum
+
     def reset(self) -> None:
         """Forget past failures after a success."""
         self._failures = 0

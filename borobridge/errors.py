@@ -4,11 +4,12 @@
 
     BridgeError                      retriable = False
     ├── ConfigError                  invalid configuration; .errors lists "path: problem" lines
-    ├── BoroError                    anything that went wrong talking to Boro (retriable = True)
+    ├── BoroError                    anything that went wrong talking to Boro (retriable = True); .fix
     │   ├── BoroTransportError       connection refused, timeout, TLS failure
     │   ├── BoroHTTPError            a 4xx/5xx status; .status, .retry_after, .body_excerpt
     │   ├── BoroDecodeError          a body that is not the documented JSON; .body_excerpt
     │   └── BoroReplyError           a reply item with "error", no "result" or an unknown id; .method, .item_id
+    ├── RecordError                  a record cannot become an event: it becomes a dead letter, never stops a poll
     ├── SinkError                    a sink could not deliver (retriable = True)
     │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
@@ -18,7 +19,9 @@
     └── CheckpointError              the cursor store could not be read or written
 
 Third-party exceptions are translated once, at the boundary where they are caught, with the cause chained.
-``retriable`` tells the poll loop whether to back off and try again or to stop.
+``retriable`` tells the poll loop whether to back off and try again or to stop. A ``permanent`` Boro error is
+retried too, but only at the longest backoff: Boro refuses the bridge (HTTP 401, 403, 404, access denied) until
+someone fixes a setting on either side, and the bridge must not hammer it meanwhile; ``fix`` names the settings.
 """
 
 from __future__ import annotations
@@ -42,10 +45,20 @@ class ConfigError(BridgeError):
 
 
 class BoroError(BridgeError):
-    """Boro could not be read; the stream's cursor stays where it was."""
+    """Boro could not be read; the stream's cursor stays where it was.
+
+    ``fix`` is set when Boro refuses the bridge itself (its address, user or signature): the settings to check.
+    Such an error is ``permanent``: asking again soon cannot help.
+    """
 
     retriable = True
     kind = "boro"
+    fix: str | None = None
+
+    @property
+    def permanent(self) -> bool:
+        """Boro refuses the bridge itself; retrying helps only once a setting changed."""
+        return self.fix is not None
 
 
 class BoroTransportError(BoroError):
@@ -63,8 +76,16 @@ class BoroHTTPError(BoroError):
         self.status = status
         self.body_excerpt = body_excerpt
         self.retry_after = retry_after
+        self.fix = _HTTP_FIXES.get(status)
         hint = f", retry after {retry_after:g} s" if retry_after is not None else ""
         super().__init__(f"Boro answered HTTP {status}{hint}: {body_excerpt!r}")
+
+
+_HTTP_FIXES = {
+    401: "boro.hmac (key, access_id) and boro.user_id, against Boro's HMAC setting",
+    403: "boro.user_id and boro.hmac, and any login of a proxy in front of Boro",
+    404: "boro.url, which must end in /ctrl_api/v1/json",
+}
 
 
 class BoroDecodeError(BoroError):
@@ -83,11 +104,20 @@ class BoroReplyError(BoroError):
 
     kind = "boro_reply"
 
-    def __init__(self, problem: str, *, method: str | None = None, item_id: int | None = None) -> None:
+    def __init__(
+        self, problem: str, *, method: str | None = None, item_id: int | None = None, fix: str | None = None
+    ) -> None:
         self.problem = problem
         self.method = method
         self.item_id = item_id
+        self.fix = fix
         super().__init__(f"Boro {method or 'reply'} item {item_id}: {problem}")
+
+
+class RecordError(BridgeError):
+    """One record cannot become an event (a time that cannot be formatted); it goes to the dead-letter path."""
+
+    kind = "record"
 
 
 class SinkError(BridgeError):

@@ -5,7 +5,9 @@ transition. Replaying the same record always gives the same pair, which CloudEve
 
 ``time`` is the trigger time for ``raised`` and ``event``. For ``cleared`` it is derived: the trigger time plus
 the state's duration (``info.time_end - info.time``, both in task-relative seconds); when Boro gave no end time
-it falls back to the trigger time, and ``data.time_derived`` says which one was used.
+it falls back to the trigger time, and ``data.time_derived`` says which one was used. A time that cannot be
+formatted (the client rejects such records already) makes its record a dead letter: :meth:`EventFactory.build_all`
+never fails a batch for one record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Final
 
 import msgspec
 
+from borobridge.boro.queries import RejectedRecord
+from borobridge.errors import RecordError
 from borobridge.transitions import AlarmTransition, Transition
 
 SPEC_VERSION: Final = "1.0"
@@ -207,8 +211,25 @@ class EventFactory:
         """The ``source`` of every event of one task."""
         return f"{self._prefix}{project_id}/tasks/{task_id}"
 
+    def build_all(self, transitions: Sequence[AlarmTransition]) -> tuple[list[CloudEvent], list[RejectedRecord]]:
+        """The events of ``transitions`` in order, and the records whose event cannot be built, with the reason."""
+        try:
+            return [self.build(transition) for transition in transitions], []
+        except RecordError:
+            return self._build_each(transitions)
+
+    def _build_each(self, transitions: Sequence[AlarmTransition]) -> tuple[list[CloudEvent], list[RejectedRecord]]:
+        events: list[CloudEvent] = []
+        rejected: list[RejectedRecord] = []
+        for transition in transitions:
+            try:
+                events.append(self.build(transition))
+            except RecordError as error:
+                rejected.append(RejectedRecord(transition.record.project_id, transition.raw, str(error)))
+        return events, rejected
+
     def build(self, transition: AlarmTransition) -> CloudEvent:
-        """The CloudEvent of one transition."""
+        """The CloudEvent of one transition; :class:`RecordError` when its time cannot be formatted."""
         record = transition.record
         key = (record.project_id, record.task_id, record.app_id, transition.kind)
         shape = self._shapes.get(key) or self._new_shape(key)
@@ -285,5 +306,8 @@ def _whole_second(unix: int) -> str:
 
 
 def _rfc3339(unix: float) -> str:
-    moment = dt.datetime.fromtimestamp(unix, dt.UTC)
+    try:
+        moment = dt.datetime.fromtimestamp(unix, dt.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise RecordError(f"event time {unix!r} cannot be formatted as an RFC 3339 time ({exc})") from exc
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -5,8 +5,9 @@
 - **Live** while the poll loop completes cycles (failed ones count: the loop is turning) at most ``stall_after``
   seconds apart. A bridge that is not live is stuck and should be restarted.
 - **Ready** once the cursors are restored, while Boro polls succeed (failures younger than ``boro_grace`` are
-  tolerated) and every expected sink acknowledged its last delivery (failures younger than ``sink_bound`` are
-  tolerated; a sink that never answered gets ``sink_bound`` from its registration). The reason says what is wrong.
+  tolerated, except a refusal of the bridge itself, which only a fixed setting ends) and every expected sink
+  acknowledged its last delivery (failures younger than ``sink_bound`` are tolerated; a sink that never answered
+  gets ``sink_bound`` from its registration). The reason says what is wrong.
 
 :func:`serve_health` serves ``GET /livez``, ``GET /readyz`` (200, or 503 with the reason as text) and
 ``GET /metrics`` (Prometheus text format, or OpenMetrics when the scraper asks for it).
@@ -36,10 +37,11 @@ TEXT: Final = b"text/plain; charset=utf-8"
 
 @dataclass(frozen=True, slots=True)
 class Failing:
-    """A run of failures: when it began, and the latest reason."""
+    """A run of failures: when it began, the latest reason, and the settings to fix when Boro refuses the bridge."""
 
     since: float
     reason: str
+    fix: str | None = None
 
 
 @dataclass(slots=True)
@@ -85,9 +87,9 @@ class Health:
         self._boro_ok = True
         self._boro_failing = None
 
-    def boro_failed(self, reason: str) -> None:
-        """A poll cycle could not read Boro."""
-        self._boro_failing = _continue(self._boro_failing, self._clock(), reason)
+    def boro_failed(self, reason: str, *, fix: str | None = None) -> None:
+        """A poll cycle could not read Boro; ``fix``: Boro refuses the bridge until these settings are fixed."""
+        self._boro_failing = _continue(self._boro_failing, self._clock(), reason, fix)
 
     def expect_sink(self, name: str) -> None:
         """Readiness from now on depends on sink ``name`` acknowledging its deliveries."""
@@ -120,6 +122,11 @@ class Health:
 
     def _boro_problems(self) -> list[str]:
         failing = self._boro_failing
+        if failing is not None and failing.fix is not None:
+            return [
+                f"Boro refuses the bridge for {self._age(failing):.0f} s: {failing.reason}; fix your configuration "
+                f"({failing.fix})"
+            ]
         if failing is not None and (not self._boro_ok or self._age(failing) > self.boro_grace):
             return [f"Boro polls failing for {self._age(failing):.0f} s: {failing.reason}"]
         if not self._boro_ok:
@@ -146,9 +153,9 @@ class Health:
         return self._clock() - failing.since
 
 
-def _continue(failing: Failing | None, now: float, reason: str) -> Failing:
+def _continue(failing: Failing | None, now: float, reason: str, fix: str | None = None) -> Failing:
     """The run of failures goes on (or starts now), with the latest reason."""
-    return Failing(since=failing.since if failing is not None else now, reason=reason)
+    return Failing(since=failing.since if failing is not None else now, reason=reason, fix=fix)
 
 
 class ReportingCommitter:

@@ -28,6 +28,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer, DeadLetter
 from borobridge.errors import BoroError, BridgeError
 from borobridge.events import CloudEvent, EventFactory
+from borobridge.failure_log import FailureLog
 from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.reading import Position
@@ -36,6 +37,9 @@ from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition
 
 log = logging.getLogger(__name__)
+
+CYCLE = "cycle"  # the keys of the failures said once (streams are keyed by their id)
+DISCOVERY = "discovery"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class Pipeline:
         self._next_sweep: dict[str, float] = {}
         self._next_discovery = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
+        self._failures = FailureLog(log)
 
     @property
     def streams(self) -> list[Stream]:
@@ -119,10 +124,11 @@ class Pipeline:
             if not error.retriable:
                 raise
             if isinstance(error, BoroError):
-                self._health.boro_failed(str(error))
+                self._health.boro_failed(str(error), fix=error.fix)
             return self._failed(error)
         if reads:
             self._health.boro_succeeded()
+            self._failures.ended(CYCLE, "Boro answers again; polling every %g s", self._settings.boro.poll_interval)
             self._metrics.poll_seconds.observe(self._clock() - started)
         self._backoff.reset()
         return self._until_due(started)
@@ -209,9 +215,10 @@ class Pipeline:
             stream.position = fed.position
             pause = 0.0 if fed.position.busy else self._settings.boro.poll_interval
             self._due[stream.id] = self._clock() + pause
-        build = self._factory.build
-        batch.events += [build(transition) for transition in fed.transitions]
-        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in fed.rejected]
+        self._failures.ended(stream.id, "stream %s: Boro answers its reads again", stream.id)
+        events, unbuildable = self._factory.build_all(fed.transitions)
+        batch.events += events
+        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in (*fed.rejected, *unbuildable)]
         moved = reading.resumable(fed.position) != reading.resumable(read.position)
         return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and moved)
 
@@ -262,8 +269,17 @@ class Pipeline:
             return
         if self._clock() < self._next_discovery:
             return
-        self._ensure_streams(await self._client.project_ids())
-        self._next_discovery = self._clock() + self._settings.boro.discovery_interval
+        interval = self._settings.boro.discovery_interval
+        try:
+            self._ensure_streams(await self._client.project_ids())
+        except BoroError as error:
+            if not self._streams:
+                raise  # nothing to poll: the cycle fails
+            message = "project discovery failed (%s); the known projects are still polled, discovery retried in %g s"
+            self._failures.failed(DISCOVERY, error, message, error, interval)
+        else:
+            self._failures.ended(DISCOVERY, "project discovery works again")
+        self._next_discovery = self._clock() + interval
 
     def _ensure_streams(self, project_ids: Iterable[int]) -> None:
         boro = self._settings.boro
@@ -285,13 +301,20 @@ class Pipeline:
         self._metrics.polls.labels("error").inc()
         self._metrics.errors.labels(error.kind).inc()
         self._due[read.stream.id] = math.inf
-        log.warning("stream %s: read failed, position stays at %s: %s", read.stream.id, _describe(read.position), error)
+        message = "stream %s: read failed, position stays at %s: %s"
+        where = _describe(read.position)
+        self._failures.failed(read.stream.id, error, message, read.stream.id, where, error, once=error.permanent)
         return error
 
     def _failed(self, error: BridgeError) -> float:
         retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, BoroError) and error.permanent:  # asking again soon cannot help: at the longest backoff
+            delay = self._backoff.longest(retry_after)
+            message = "Boro refuses the bridge (%s): fix your configuration (%s); asking again every %.1f s"
+            self._failures.failed(CYCLE, error, message, error, error.fix, delay)
+            return delay
         delay = self._backoff.next_delay(retry_after)
-        log.warning("poll cycle failed (%s); next attempt in %.1f s", error, delay)
+        self._failures.failed(CYCLE, error, "poll cycle failed (%s); next attempt in %.1f s", error, delay, once=False)
         return max(delay, 0.0)
 
 

@@ -278,3 +278,60 @@ async def test_projects_are_discovered_through_every_page() -> None:
 
     client, _ = client_for(Recorder(projects))
     assert await client.project_ids() == [21, 22, 23]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"trigger_time": 1590570529000}, "trigger_time 1590570529000 is not a plausible Unix time in seconds"),
+        ({"trigger_time": 17}, "trigger_time 17 is not a plausible Unix time in seconds"),
+        ({"active": False, "info": {"time": 1.0, "time_end": 1e300}}, "info.time_end 1e+300 is not a plausible"),
+        ({"active": False, "info": {"time": -1e300, "time_end": 5.0}}, "info.time -1e+300 is not a plausible"),
+    ],
+)
+async def test_records_whose_times_are_not_times_are_rejected_naming_the_field(
+    fields: dict[str, Any], reason: str
+) -> None:
+    records = [record_bytes(1), record_bytes(2, **fields), record_bytes(3, active=False, info={"time_end": 9e9})]
+
+    def answer(body: dict[str, Any], _: int) -> httpx.Response:
+        return reply([{"method": "TaskAlarms", "id": 1, "result": alarms_result(records, 9)}])
+
+    client, _ = client_for(Recorder(answer))
+    [page] = await client.task_alarms([AlarmQuery(project_id=23)])
+    assert isinstance(page, AlarmPage)
+    assert [r.record.id for r in page.records] == [1, 3]
+    [rejected] = page.rejected
+    assert reason in rejected.reason
+    assert json.loads(rejected.raw) == json.loads(records[1])
+
+
+async def test_a_malformed_projects_list_is_a_reply_error() -> None:
+    def projects(body: dict[str, Any], _: int) -> httpx.Response:
+        return reply([{"method": "ProjectsList", "id": 1, "result": {"projects": [{"title": "no id"}]}}])
+
+    client, _ = client_for(Recorder(projects))
+    with pytest.raises(BoroReplyError, match=r"result is not a ProjectsList result: .*\$\.projects\[0\]"):
+        await client.project_ids()
+
+
+@pytest.mark.parametrize(
+    ("response", "permanent"),
+    [
+        (httpx.Response(401, json={"error": "signature mismatch"}), True),
+        (httpx.Response(403, text="Forbidden"), True),
+        (httpx.Response(404, text="Not Found"), True),
+        (httpx.Response(400, json={"error": "bad envelope"}), False),
+        (reply([{"method": "TaskAlarms", "id": 1, "error": "access denied for user_id 5"}]), True),
+        (reply([{"method": "TaskAlarms", "id": 1, "error": {"code": 7, "message": "Permission denied"}}]), True),
+        (reply([{"method": "TaskAlarms", "id": 1, "error": "project 99 not found"}]), False),
+    ],
+)
+async def test_refusals_of_the_bridge_itself_are_permanent_and_name_the_settings(
+    response: httpx.Response, permanent: bool
+) -> None:
+    client, _ = client_for(Recorder(lambda _b, _n: response))
+    [result] = await client.task_alarms([AlarmQuery(project_id=23)])
+    assert isinstance(result, BoroHTTPError | BoroReplyError)
+    assert result.permanent is permanent
+    assert (result.fix is not None and "boro." in result.fix) is permanent

@@ -128,3 +128,17 @@ def test_schema_refuses_a_record_without_id() -> None:
     del data["alarm"]["id"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, event_schema(Transition.RAISED))
+
+
+def test_a_time_that_cannot_be_formatted_makes_a_rejected_record_not_an_exception() -> None:
+    memory = TransitionMemory()
+    good = memory.feed([decoded(1, type="event", active=None)])
+    bad = memory.feed([decoded(2, active=False, trigger_time=1590570529, info={"time": 0.0, "time_end": 3e11})])
+    later = memory.feed([decoded(3, type="event", active=None)])
+    events, rejected = FACTORY.build_all([*good, *bad, *later])
+    assert [event.attributes["id"] for event in events] == ["1-event", "2-raised", "3-event"]
+    [dead] = rejected
+    assert dead.project_id == 23
+    assert dead.raw == record_bytes(2, active=False, trigger_time=1590570529, info={"time": 0.0, "time_end": 3e11})
+    assert "cannot be formatted as an RFC 3339 time" in dead.reason
+    assert FACTORY.build_all(good) == ([FACTORY.build(good[0])], [])

@@ -404,3 +404,16 @@ async def test_the_bridge_process_serves_health_and_metrics(tmp_path: Path) -> N
                 process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(15):
                 assert await process.wait() == 0
+
+
+def test_a_refusal_is_reported_at_once_with_the_settings_to_fix(clock: FakeClock) -> None:
+    health = ready_health(clock, boro_grace=30.0)
+    refusal = str(BoroHTTPError(404, "no such endpoint"))
+    health.boro_failed(refusal, fix="boro.url")
+    clock.advance(3.0)
+    assert health.readiness() == (
+        False,
+        f"Boro refuses the bridge for 3 s: {refusal}; fix your configuration (boro.url)",
+    )
+    health.boro_succeeded()
+    assert health.readiness() == (True, "ok")

@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 EXCERPT: Final = 200
 MAX_ATTEMPTS: Final = 4
 STATE_TYPES: Final = frozenset({"state", "event"})
+TRIGGER_TIMES: Final = (1_000_000_000, 10_000_000_000)  # Unix seconds 2001-09-09 .. 2286-11-20: a millisecond
+# value (13 digits) or a counter falls outside, and everything inside formats as an RFC 3339 time
+TASK_SECONDS: Final = 1e10  # info.time and info.time_end count seconds since the task started: ±317 years at most
+REFUSALS: Final = ("access denied", "permission denied")  # item errors no retry cures: the user lacks the rights
+REFUSAL_FIX: Final = "boro.user_id, a Boro user allowed to read the projects polled"
 
 PageResult = AlarmPage | BoroError
 
@@ -105,7 +110,11 @@ class BoroClient:
         page = 1
         while True:
             [item] = await self.call([("ProjectsList", {"type": "all", "limit_value": 100, "page": page})])
-            result = PROJECTS_DECODER.decode(_result_of(item))
+            try:
+                result = PROJECTS_DECODER.decode(_result_of(item))
+            except msgspec.DecodeError as exc:
+                problem = f"result is not a ProjectsList result: {exc}"
+                raise BoroReplyError(problem, method=item.method, item_id=item.id) from exc
             ids += [project.id for project in result.projects]
             if page >= result.total_pages or not result.projects:
                 return ids
@@ -202,7 +211,10 @@ def _match(calls: Sequence[tuple[str, dict[str, Any]]], body: bytes) -> list[Rep
 
 def _result_of(item: ReplyItem) -> msgspec.Raw:
     if item.error:
-        raise BoroReplyError(f"Boro reports an error: {error_text(item.error)}", method=item.method, item_id=item.id)
+        text = error_text(item.error)
+        fix = REFUSAL_FIX if any(refusal in text.lower() for refusal in REFUSALS) else None
+        problem = f"Boro reports an error: {text}"
+        raise BoroReplyError(problem, method=item.method, item_id=item.id, fix=fix)
     if not item.result:
         raise BoroReplyError("neither result nor error in the reply item", method=item.method, item_id=item.id)
     return item.result
@@ -243,7 +255,27 @@ def _semantic_problem(record: AlarmRecord) -> str | None:
         return f"type {record.type!r} is neither 'state' nor 'event'"
     if record.type == "state" and record.active is None:
         return "a state record without 'active'"
+    return _time_problem(record)
+
+
+def _time_problem(record: AlarmRecord) -> str | None:
+    """A time no event time can be derived from, with the field and its value."""
+    low, high = TRIGGER_TIMES
+    if not low <= record.trigger_time <= high:
+        return f"trigger_time {record.trigger_time} is not a plausible Unix time in seconds (expected {low}..{high})"
+    info = record.info  # NaN and the infinities fail the comparisons below too
+    if info.time is not None and not -TASK_SECONDS <= info.time <= TASK_SECONDS:
+        return _task_seconds_problem("info.time", info.time)
+    if info.time_end is not None and not -TASK_SECONDS <= info.time_end <= TASK_SECONDS:
+        return _task_seconds_problem("info.time_end", info.time_end)
     return None
+
+
+def _task_seconds_problem(name: str, value: float) -> str:
+    return (
+        f"{name} {value!r} is not a plausible number of seconds since the task started "
+        f"(expected a finite number within ±{TASK_SECONDS:.0e})"
+    )
 
 
 def _worth_retrying(error: BoroError) -> bool:
