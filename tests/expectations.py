@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ def assert_exactly_once_in_order(events: list[dict[str, Any]], sim: Simulator, e
     assert not repeated, f"{len(repeated)} transitions emitted twice, e.g. {repeated[:3]}"
     emitted = {event["id"] for event in events}
     missing = set(expected) - emitted
-    assert not missing, f"{len(missing)} transitions never emitted, e.g. {sorted(missing)[:5]}"
+    assert not missing, f"{len(missing)} transitions never emitted, e.g. {sorted(missing)[:5]}" + _history(
+        sim, {int(i.split("-")[0]) for i in sorted(missing)[:3]}
+    )
     assert emitted <= set(expected), f"unexpected transitions {sorted(emitted - set(expected))[:5]}"
     _assert_raise_before_clear(events)
     _assert_task_order(events, sim)
@@ -77,8 +79,28 @@ def _assert_task_order(events: list[dict[str, Any]], sim: Simulator) -> None:
         at_clear = data["transition"] == "cleared" or data.get("synthetic", False)
         when = changed_at[(record_id, "cleared" if at_clear else "created")]
         task = event["partitionkey"]
-        assert when >= last[task], f"task {task}: {event['id']} at {when} after a transition at {last[task]}"
+        assert when >= last[task], f"task {task}: {event['id']} at {when} after a transition at {last[task]}" + (
+            _emitted_history(events, task, changed_at)
+        )
         last[task] = when
+
+
+def _history(sim: Simulator, record_ids: set[int]) -> str:
+    """The simulator's changes of these records, to explain a failed check."""
+    changes = [c for c in sim.changes() if c.record_id in record_ids]
+    return "\nchanges: " + "; ".join(f"{c.record_id} {c.transition} at {c.updated_at} seq {c.seq}" for c in changes)
+
+
+def _emitted_history(events: list[dict[str, Any]], task: str, changed_at: Mapping[tuple[int, str], int]) -> str:
+    """One task's transitions in the order they were emitted, with the Boro time of each change."""
+    lines = []
+    for event in events:
+        if event["partitionkey"] != task:
+            continue
+        data = event["data"]
+        at_clear = data["transition"] == "cleared" or data.get("synthetic", False)
+        lines.append(f"{event['id']}@{changed_at[(data['alarm']['id'], 'cleared' if at_clear else 'created')]}")
+    return "\nemitted for the task: " + ", ".join(lines)
 
 
 class LaggingClock:
