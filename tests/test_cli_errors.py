@@ -245,11 +245,6 @@ async def test_ctrl_c_during_replay(kafka: KafkaCluster, tmp_path: Path) -> None
 
 @pytest.mark.kafka
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="after a fence aiokafka fails the drain waiters of the queued batches and the transaction waiter, and "
-    "KafkaSink.deliver does not retrieve them: asyncio logs 'Future exception was never retrieved' with tracebacks",
-    strict=True,
-)
 async def test_the_instance_a_second_one_takes_over_from_says_so_in_one_line(
     kafka: KafkaCluster, tmp_path: Path
 ) -> None:
