@@ -306,6 +306,7 @@ def _simulate(args: argparse.Namespace) -> int:
             rate_per_second=options.rate_per_second,
             personality=personality_from(options),
             faults=faults_from(options),
+            user_id=settings.boro.user_id,  # the user the bridge asks as, with the same configuration
         )
     )
     return 0
