@@ -31,9 +31,12 @@ LABEL org.opencontainers.image.title="borobridge" \
       org.opencontainers.image.description="Elecard Boro alarms as CloudEvents on Apache Kafka and MQTT" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# The health listener serves /livez, /readyz and /metrics on every interface of the container: its default,
+# 127.0.0.1, would hide them from probes and scrapers outside it.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    BOROBRIDGE_HEALTH__HOST=0.0.0.0
 
 RUN groupadd --system --gid 10001 borobridge \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -18,9 +18,10 @@ import yaml
 
 from borobridge import __version__
 from borobridge.errors import BridgeError, ConfigError
-from borobridge.failures import describe, expected_failure
+from borobridge.failures import EXIT_INTERRUPTED, describe, expected_failure
 from borobridge.logs import configure_logging
 from borobridge.preflight import check_runtime
+from borobridge.replay_progress import PROGRESS_EVENTS, PROGRESS_SECONDS, Report, Throttle, moment
 from borobridge.settings import (
     KafkaSettings,
     Level,
@@ -69,11 +70,15 @@ followed from their first event. Ctrl-C stops it (exit status 0).
 
 REPLAY_EPILOG: Final = """\
 examples:
-  borobridge replay --config borobridge.yaml --since 2026-11-20T00:00:00Z
-  borobridge replay --config borobridge.yaml --since 1763596800 --until 1763683200
+  borobridge replay --config borobridge.yaml --since 2h                   the last two hours, every project
+  borobridge replay --config borobridge.yaml --since 2026-11-20T00:00:00Z --until 2026-11-21T00:00:00Z
+  borobridge replay --config borobridge.yaml --since 1763596800 --project 23 --project 24
+  borobridge replay --config borobridge.yaml --since 1d --dry-run         count what would be sent
 
-Replayed events have the source and id of the first delivery, so consumers recognise repeats. An interrupted
-replay can simply be run again.
+Replayed events have the source and id of the first delivery, so consumers recognise repeats. Progress goes
+to stderr: a status line on a terminal, else a line every --progress-every seconds or --progress-events
+events. Ctrl-C stops it (exit status 130) with the --since value that finishes the job.
+Exit status: 0 done, 1 failure, 2 invalid configuration, 130 interrupted.
 """
 
 SCHEMAS_EPILOG: Final = """\
@@ -180,14 +185,34 @@ def _add_tail(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = _command(commands, "replay", "re-emit a past period from Boro into Kafka (same event ids)", REPLAY_EPILOG)
-    replay.add_argument("--config", type=Path, metavar="FILE", help="the bridge's YAML configuration (boro and kafka)")
-    replay.add_argument("--since", required=True, type=_moment, metavar="WHEN", help="start, RFC 3339 or Unix time")
-    replay.add_argument("--until", type=_moment, metavar="WHEN", help="end, RFC 3339 or Unix time (default: now)")
-    replay.set_defaults(
-        handler=_replay,
-        interrupted="interrupted; what was sent stays in Kafka, run the same replay again to finish it "
-        "(repeats keep their ids)",
+    add = replay.add_argument
+    add("--config", type=Path, metavar="FILE", help="the bridge's YAML configuration (boro and kafka)")
+    when = "a duration back from now (30m, 2h, 1d), an RFC 3339 time or Unix seconds"
+    add("--since", required=True, type=_moment, metavar="WHEN", help=f"start of the period on Boro's clock: {when}")
+    add("--until", type=_moment, metavar="WHEN", help=f"end of the period: {when} (default: now)")
+    add(
+        "--project",
+        action="append",
+        type=_positive_int,
+        metavar="ID",
+        help="replay only this Boro project; repeatable (default: boro.projects)",
     )
+    add("--dry-run", action="store_true", help="read Boro and count the events a replay would send; send nothing")
+    add(
+        "--progress-every",
+        type=_positive,
+        default=PROGRESS_SECONDS,
+        metavar="SECONDS",
+        help=f"off a terminal, a progress line at least this often (default: {PROGRESS_SECONDS:g})",
+    )
+    add(
+        "--progress-events",
+        type=_positive_int,
+        default=PROGRESS_EVENTS,
+        metavar="N",
+        help=f"off a terminal, a progress line every N events too (default: {PROGRESS_EVENTS})",
+    )
+    replay.set_defaults(handler=_replay)
 
 
 def _add_schemas(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -306,6 +331,7 @@ def _simulate(args: argparse.Namespace) -> int:
             rate_per_second=options.rate_per_second,
             personality=personality_from(options),
             faults=faults_from(options),
+            user_id=settings.boro.user_id,  # the user the bridge asks as, with the same configuration
         )
     )
     return 0
@@ -343,21 +369,27 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from borobridge.app import server_name  # noqa: PLC0415 - only this command needs the bridge
-    from borobridge.replay import ReplayProgress, replay  # noqa: PLC0415
+    from borobridge.replay import ReplayRequest, replay  # noqa: PLC0415
 
+    if args.until is not None and args.until <= args.since:
+        raise BridgeError(
+            f"--until {moment(args.until)} is not after --since {moment(args.since)}; give a later --until"
+        )
     settings = _load(args)
     check_runtime(settings)
     configure_logging(settings.logging)
-
-    def show(progress: ReplayProgress) -> None:
-        if sys.stderr.isatty():
-            when = dt.datetime.fromtimestamp(progress.reached, dt.UTC).isoformat(timespec="seconds")
-            print(f"\rproject {progress.project_id}: up to {when}, {progress.events} events", end="", file=sys.stderr)
-
-    sent = asyncio.run(
-        replay(settings, args.since, args.until, server_name=server_name(settings, settings.boro.url), progress=show)
+    request = ReplayRequest(since=args.since, until=args.until, projects=args.project, dry_run=args.dry_run)
+    report = Report(
+        sys.stderr, Throttle(args.progress_every, args.progress_events), since=args.since, dry_run=args.dry_run
     )
-    print(f"\nreplayed {sent} events" if sys.stderr.isatty() else f"replayed {sent} events", file=sys.stderr)
+    try:
+        sent = asyncio.run(
+            replay(settings, request, server_name=server_name(settings, settings.boro.url), progress=report.progress)
+        )
+    except KeyboardInterrupt:
+        report.interrupted()
+        return EXIT_INTERRUPTED
+    report.finished(sent)
     return 0
 
 
@@ -368,13 +400,24 @@ def _kafka_settings(settings: Settings) -> KafkaSettings:
 
 
 def _moment(text: str) -> int:
-    """An RFC 3339 time or a Unix time, as Unix seconds."""
-    if text.isdigit():
-        return int(text)
+    """A duration back from now, an RFC 3339 time or Unix seconds, as whole Unix seconds."""
+    return int(_since(text))
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> float:
     try:
-        return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time or Unix seconds, got {text!r}") from exc
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _since(text: str) -> float:

@@ -5,84 +5,158 @@ with a fresh transition memory, so each record yields what
 it yields on a first sight (an active state ``raised``; a cleared one ``raised`` then ``cleared``; an event
 ``event``) with the same deterministic ``source`` and ``id``: consumers recognise what they already have. It
 uses its own transactional id and touches neither the cursors nor the active-alarm table of the live bridge.
+
+The projects are read side by side, one batched request per round, so one Boro time tells how far the whole
+replay got: every change before it has been sent for every project, and a replay started again from there
+finishes the job.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Final, Protocol, Self
 
 import httpx
 
 from borobridge import reading
 from borobridge.boro.client import BoroClient
-from borobridge.boro.queries import AlarmQuery
+from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.delivery import Batch
 from borobridge.errors import BoroError, ConfigError
 from borobridge.events import EventFactory
 from borobridge.reading import Position, Window
+from borobridge.replay_progress import ReplayProgress
 from borobridge.settings import Settings
 from borobridge.sinks.kafka import KafkaSink
 from borobridge.transitions import AlarmTransition, TransitionMemory
 
+SIMULATE_URL: Final = "http://127.0.0.1:8000/ctrl_api/v1/json"
 
-@dataclass(frozen=True)
-class ReplayProgress:
-    """How far a replay got: the project, the Boro time reached, and events sent so far."""
 
-    project_id: int
-    reached: int
-    events: int
+@dataclass(frozen=True, kw_only=True)
+class ReplayRequest:
+    """What to replay: Boro times ``[since, until]`` (until: now), of these projects (None: the configured ones)."""
+
+    since: int
+    until: int | None = None
+    projects: Sequence[int] | None = None
+    dry_run: bool = False
+
+
+class _Sink(Protocol):
+    async def deliver(self, batch: Batch) -> None: ...
+
+
+class _DryRun:
+    """The sink of ``--dry-run``: accepts every batch and sends nothing."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def deliver(self, batch: Batch) -> None:
+        return None
+
+
+@dataclass
+class _ProjectRead:
+    """One project's period read: its query, where it stands, and the transitions it has yielded."""
+
+    base: AlarmQuery
+    position: Position
+    memory: TransitionMemory = field(default_factory=TransitionMemory)
+
+    def feed(self, page: AlarmPage, order: reading.Order) -> list[AlarmTransition]:
+        answer = reading.answer_of([page], order)
+        records = answer.records if reading.usable(self.position, answer) else []
+        transitions = self.memory.feed(records)
+        self.memory.commit()
+        self.position = reading.after_reply(self.position, answer, fresh=bool(transitions))
+        return transitions
 
 
 async def replay(
     settings: Settings,
-    since: int,
-    until: int | None,
+    request: ReplayRequest,
     *,
     server_name: str,
     progress: Callable[[ReplayProgress], None] = lambda _: None,
 ) -> int:
-    """Replay ``[since, until]`` of every configured project into Kafka; returns the number of events sent."""
-    if settings.kafka is None:
-        raise ConfigError(["kafka: replay writes to Kafka; configure kafka.bootstrap_servers"])
+    """Replay the requested period into Kafka (or only count it); returns the number of events sent."""
+    _check(settings, request)
     factory = EventFactory(server_name)
     sent = 0
-    async with (
-        httpx.AsyncClient() as http,
-        KafkaSink(settings.kafka, f"{settings.name}-replay", keeps_state=False) as sink,
-    ):
+    async with httpx.AsyncClient() as http, _sink(settings, request) as sink:
         client = BoroClient(http, settings.boro)
-        projects = settings.boro.projects if settings.boro.projects != "all" else await client.project_ids()
-        for project_id in projects:
-            query = AlarmQuery(
-                project_id=project_id,
-                task_ids=settings.boro.task_ids,
-                filter=settings.boro.filter,
-                limit=settings.boro.page_size,
-            )
-            async for reached, transitions in _period(client, query, since, until, settings.boro.reply_order):
-                events = [factory.build(transition) for transition in transitions]
-                await sink.deliver(Batch(events=events))
-                sent += len(events)
-                progress(ReplayProgress(project_id, reached, sent))
+        reads = [_ProjectRead(_query(settings, p), _start(request)) for p in await _projects(client, settings, request)]
+        async for transitions in _rounds(client, reads, settings.boro.reply_order):
+            events = [factory.build(transition) for transition in transitions]
+            await sink.deliver(Batch(events=events))
+            sent += len(events)
+            progress(_progress(reads, request, sent))
     return sent
 
 
-async def _period(
-    client: BoroClient, base: AlarmQuery, since: int, until: int | None, order: reading.Order
-) -> AsyncIterator[tuple[int, list[AlarmTransition]]]:
-    """The transitions of one project's period, window by window: how far Boro's clock is read, and what it gave."""
-    memory = TransitionMemory()
-    position = Position(windows=(Window(max(since, 1), until),))
-    while position.windows:
-        query = reading.next_query(position, base)
-        [result] = await client.task_alarms([query])
-        if isinstance(result, BoroError):
-            raise result
-        answer = reading.answer_of([result], order)
-        records = answer.records if reading.usable(position, answer) else []
-        transitions = memory.feed(records)
-        memory.commit()
-        position = reading.after_reply(position, answer, fresh=bool(transitions))
-        yield (position.windows[0].low if position.windows else until or position.clock or since), transitions
+def _check(settings: Settings, request: ReplayRequest) -> None:
+    problems = []
+    if not settings.boro.url:
+        problems.append(
+            "boro.url: replay reads a Boro server and none is configured; set boro.url "
+            f"(borobridge simulate serves {SIMULATE_URL})"
+        )
+    if settings.kafka is None and not request.dry_run:
+        problems.append("kafka: replay writes to Kafka; configure kafka.bootstrap_servers, or give --dry-run")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _sink(settings: Settings, request: ReplayRequest) -> AbstractAsyncContextManager[_Sink]:
+    if request.dry_run or settings.kafka is None:
+        return _DryRun()
+    return KafkaSink(settings.kafka, f"{settings.name}-replay", keeps_state=False)
+
+
+async def _projects(client: BoroClient, settings: Settings, request: ReplayRequest) -> list[int]:
+    if request.projects:
+        return list(dict.fromkeys(request.projects))
+    return settings.boro.projects if settings.boro.projects != "all" else await client.project_ids()
+
+
+def _query(settings: Settings, project_id: int) -> AlarmQuery:
+    boro = settings.boro
+    return AlarmQuery(project_id=project_id, task_ids=boro.task_ids, filter=boro.filter, limit=boro.page_size)
+
+
+def _start(request: ReplayRequest) -> Position:
+    return Position(windows=(Window(max(request.since, 1), request.until),))
+
+
+async def _rounds(
+    client: BoroClient, reads: list[_ProjectRead], order: reading.Order
+) -> AsyncIterator[list[AlarmTransition]]:
+    """One TaskAlarms call per unfinished project and round; the transitions each round yields, in order."""
+    while unfinished := [read for read in reads if read.position.windows]:
+        results = await client.task_alarms([reading.next_query(read.position, read.base) for read in unfinished])
+        transitions: list[AlarmTransition] = []
+        for read, result in zip(unfinished, results, strict=True):
+            if isinstance(result, BoroError):
+                raise result
+            transitions += read.feed(result, order)
+        yield transitions
+
+
+def _progress(reads: list[_ProjectRead], request: ReplayRequest, sent: int) -> ReplayProgress:
+    """How far the replay got: the least floor of the unfinished reads (every change before it is sent)."""
+    unfinished = [read.position for read in reads if read.position.windows]
+    if unfinished:
+        reached = min(max(position.floor or request.since, request.since) for position in unfinished)
+    else:
+        reached = request.until or max((read.position.clock or request.since for read in reads), default=request.since)
+    return ReplayProgress(reached, sent, len(reads) - len(unfinished), len(reads))

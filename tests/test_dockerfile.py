@@ -16,6 +16,8 @@ import helm_python as helm
 import pytest
 import yaml
 
+from borobridge.settings import load_settings
+
 ROOT = Path(__file__).parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 CHART_DIR = ROOT / "helm" / "borobridge"
@@ -124,6 +126,13 @@ def test_runtime_environment(runtime: list[Instruction]) -> None:
     assert "PYTHONDONTWRITEBYTECODE=1" in environment.split()
     assert "PYTHONUNBUFFERED=1" in environment.split()
     assert "PATH=/opt/venv/bin:$PATH" in environment.split()
+
+
+def test_the_health_endpoints_listen_beyond_the_container_on_the_exposed_port(runtime: list[Instruction]) -> None:
+    [environment] = arguments_of(runtime, "ENV")
+    variables = dict(pair.split("=", 1) for pair in environment.split() if pair.startswith("BOROBRIDGE_"))
+    health = load_settings(None, variables).health
+    assert (health.host, [str(health.port)]) == ("0.0.0.0", arguments_of(runtime, "EXPOSE"))  # noqa: S104
 
 
 def test_runs_as_a_numeric_non_root_user(runtime: list[Instruction]) -> None:

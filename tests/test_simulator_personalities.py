@@ -632,7 +632,7 @@ async def test_simulate_command_serves_the_configured_personality_flags_winning(
         assert process.stderr is not None
         url = await read_url(process.stderr)
         async with httpx.AsyncClient() as client:
-            response = await client.post(url, json={"user_id": 4, "methods": [_listing(update_token=0)]})
+            response = await client.post(url, json={"user_id": 1, "methods": [_listing(update_token=0)]})
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):

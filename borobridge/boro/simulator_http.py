@@ -147,6 +147,7 @@ async def run_simulator(
     retain_seconds: float | None = 3600.0,
     faults: Faults = Faults(),  # noqa: B008 - frozen, immutable default
     hmac_keys: Mapping[str, bytes] | None = None,
+    user_id: int = 4,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Build a simulator and serve it until cancelled (Ctrl+C under ``asyncio.run`` cancels it cleanly).
@@ -154,6 +155,7 @@ async def run_simulator(
     ``retain_seconds`` bounds memory: records and changes older than that are forgotten (active states stay).
     ``token_mode`` is a shortcut for ``personality=Personality(token=...)``.
 
+    ``user_id`` is the one Boro user the simulator serves (others get an error item for every call).
     ``on_ready`` receives the endpoint URL once the port is bound; the URL is also logged at INFO.
     """
     sim = Simulator(
@@ -167,9 +169,16 @@ async def run_simulator(
         faults=faults,
         hmac_keys=hmac_keys,
         retain_seconds=retain_seconds,
+        user_id=user_id,
     )
     async with serve_simulator(sim, host, port, advance_every=advance_every) as url:
-        log.info("Boro simulator serving %s (seed %d, personality: %s)", url, seed, describe(sim.personality))
+        log.info(
+            "Boro simulator serving %s (seed %d, user_id %d, personality: %s)",
+            url,
+            seed,
+            user_id,
+            describe(sim.personality),
+        )
         if on_ready is not None:
             on_ready(url)
         await asyncio.Event().wait()

@@ -104,6 +104,7 @@ class KafkaSink:
             await _bounded(self._send_batch(producer, batch), self._settings.delivery_timeout_ms / 1000)
         except (KafkaError, IllegalOperation, TimeoutError) as exc:
             if (fence := _fence(producer, exc)) is not None:
+                _retrieve_failures(producer)
                 raise FencedError(
                     f"another borobridge instance named {self._name!r} took over transactional id "
                     f"{transactional_id(self._name)!r}; this one stops"
@@ -136,7 +137,9 @@ class KafkaSink:
     async def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
+            _retrieve_failures(producer)
             await _stop_quietly(producer)
+            _retrieve_failures(producer)  # stopping fails what was still queued, and may renew the waiter
 
     async def _start(self) -> None:
         self._admin = AIOKafkaAdminClient(**self._options)
@@ -281,6 +284,28 @@ async def _stop_quietly(producer: Any) -> None:
     """Stop a producer that already failed; a stop that fails or hangs too changes nothing."""
     with contextlib.suppress(KafkaError, TimeoutError, OSError):
         await _bounded(producer.stop(), STOP_TIMEOUT)
+
+
+def _retrieve_failures(producer: Any) -> None:
+    """Mark as retrieved, now or whenever they fail, the waiters a failed producer leaves behind.
+
+    When the sender stops (a fence, a fatal error, a stop), aiokafka fails the drain waiter of every queued
+    batch and the transaction waiter, which nobody awaits once the round is given up: without this asyncio logs
+    each as "Future exception was never retrieved". The round's failure has been reported already.
+    """
+    accumulator = producer._message_accumulator  # aiokafka offers no public view of these waiters
+    batches = [batch for queued in accumulator._batches.values() for batch in queued]
+    waiters = [batch._drain_waiter for batch in [*batches, *accumulator._pending_batches]]
+    transactions = producer._txn_manager
+    if transactions is not None and transactions._transaction_waiter is not None:
+        waiters.append(transactions._transaction_waiter)
+    for waiter in waiters:
+        waiter.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 _abandoned: set[asyncio.Task[Any]] = set()
