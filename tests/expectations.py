@@ -71,7 +71,7 @@ def _assert_raise_before_clear(events: list[dict[str, Any]]) -> None:
 
 def _assert_task_order(events: list[dict[str, Any]], sim: Simulator) -> None:
     """Per task, the Boro time of each transition (creation or clearing) never goes backwards."""
-    changed_at = {(c.record_id, c.transition): c.updated_at for c in sim.changes()}
+    changed_at: dict[tuple[int, str], int] = {(c.record_id, c.transition): c.updated_at for c in sim.changes()}
     last: dict[str, int] = defaultdict(int)
     for event in events:
         data = event["data"]
