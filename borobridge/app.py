@@ -29,7 +29,7 @@ from borobridge.boro.simulator_http import describe, faults_from, personality_fr
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.health import Health, ReportingCommitter, serve_health
-from borobridge.metrics import Metrics
+from borobridge.metrics import Metrics, timed_transport
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
@@ -51,12 +51,17 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with AsyncExitStack() as stack:
         metrics = Metrics()
         health = Health(poll_interval=settings.boro.poll_interval)
+        metrics.follow_readiness(health.readiness)
+        metrics.poll_interval.set(settings.boro.poll_interval)
         if settings.health.enabled:
             await _serve_health(settings, health, metrics, stack)
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
-        http = await stack.enter_async_context(httpx.AsyncClient())
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=timed_transport(metrics.boro_request_seconds))
+        )
         publisher = await _mqtt_publisher(settings, stack)
-        sink = ReportingCommitter(await _committer(settings, stack, publisher), health, _sink_name(settings))
+        committer = await _committer(settings, stack, publisher)
+        sink = ReportingCommitter(committer, health, _sink_name(settings), metrics=metrics)
         pipeline = Pipeline(
             BoroClient(http, settings.boro, url=url),
             sink,

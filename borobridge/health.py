@@ -28,6 +28,7 @@ from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer
 from borobridge.errors import BridgeError, ConfigError
+from borobridge.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -159,12 +160,14 @@ def _continue(failing: Failing | None, now: float, reason: str, fix: str | None 
 
 
 class ReportingCommitter:
-    """Wraps a committer and tells :class:`Health` how each restore and delivery of sink ``name`` went."""
+    """Wraps a committer and tells :class:`Health` how each restore and delivery of sink ``name`` went; with
+    ``metrics``, each failure is also counted in ``borobridge_errors_total`` by its kind."""
 
-    def __init__(self, committer: Committer, health: Health, name: str) -> None:
+    def __init__(self, committer: Committer, health: Health, name: str, *, metrics: Metrics | None = None) -> None:
         self._committer = committer
         self._health = health
         self._name = name
+        self._metrics = metrics
         health.expect_sink(name)
 
     async def restore(self) -> dict[str, Checkpoint]:
@@ -180,6 +183,8 @@ class ReportingCommitter:
             result = await work
         except BridgeError as error:
             self._health.sink_failed(self._name, str(error))
+            if self._metrics is not None:
+                self._metrics.errors.labels(error.kind).inc()
             raise
         self._health.sink_succeeded(self._name)
         return result

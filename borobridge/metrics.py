@@ -1,8 +1,38 @@
-"""Prometheus metrics of one bridge instance, on a registry of its own."""
+"""Prometheus metrics of one bridge instance, on a registry of its own.
+
+Every error and failure series exists at zero from the first scrape, for every known kind, so that ``rate()`` and
+``increase()`` alerts see the first failure too; the process and platform collectors (memory, start time) sit on
+the same registry, so one scrape of /metrics has all an alert on the bridge needs.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import time
+from collections.abc import Callable
+from typing import Final
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.gc_collector import GCCollector
+
+from borobridge import __version__
+from borobridge.errors import BridgeError
+
+RELAY_UNEXPECTED: Final = "mqtt_relay"  # the MQTT relay's kind for a failure no error class describes
+POLL_OUTCOMES: Final = ("ok", "error")
+RELAY_SKIP_REASONS: Final = ("tombstone", "undecodable", "not_a_cloudevent")
+REQUEST_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def error_kinds() -> list[str]:
+    """Every ``kind`` the bridge counts errors under: each error class's, and the relay's own."""
+    kinds = {RELAY_UNEXPECTED}
+    pending: list[type[BridgeError]] = [BridgeError]
+    while pending:
+        cls = pending.pop()
+        kinds.add(cls.kind)
+        pending += cls.__subclasses__()
+    return sorted(kinds)
 
 
 class Metrics:
@@ -11,9 +41,25 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         reg = self.registry
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+        Gauge("borobridge_build_info", "Always 1; the running version", ["version"], registry=reg).labels(
+            __version__
+        ).set(1)
+        self.ready = Gauge("borobridge_ready", "1 while /readyz answers 200, else 0", registry=reg)
+        self.poll_interval = Gauge(
+            "borobridge_poll_interval_seconds", "The configured boro.poll_interval", registry=reg
+        )
         self.polls = Counter("borobridge_polls", "TaskAlarms results handled, by outcome", ["outcome"], registry=reg)
         self.poll_seconds = Histogram(
             "borobridge_poll_duration_seconds", "Duration of one poll round (fetch to commit)", registry=reg
+        )
+        self.boro_request_seconds = Histogram(
+            "borobridge_boro_request_seconds",
+            "Duration of one HTTP exchange with Boro (each retry on its own, failed ones too)",
+            buckets=REQUEST_BUCKETS,
+            registry=reg,
         )
         self.records = Counter("borobridge_records", "Alarm records read from Boro", registry=reg)
         self.transitions = Counter(
@@ -26,7 +72,8 @@ class Metrics:
         self.dead_letters = Counter("borobridge_dead_letters", "Records sent to the dead-letter sink", registry=reg)
         self.cursor_commit_time = Gauge(
             "borobridge_cursor_commit_timestamp_seconds",
-            "Unix time of each stream's last committed cursor (cursor age = now - this)",
+            "Unix time each stream's cursor was last committed, or read again and found current "
+            "(cursor age = now - this)",
             ["stream"],
             registry=reg,
         )
@@ -44,3 +91,50 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
+        for kind in error_kinds():
+            self.errors.labels(kind)
+        for outcome in POLL_OUTCOMES:
+            self.polls.labels(outcome)
+        for reason in RELAY_SKIP_REASONS:
+            self.mqtt_relay_skipped.labels(reason)
+
+    def stream_opened(self, stream: str) -> None:
+        """Show the per-stream counters of ``stream`` at zero from now on."""
+        self.reconciled.labels(stream)
+
+    def follow_readiness(self, readiness: Callable[[], tuple[bool, str]]) -> None:
+        """``borobridge_ready`` answers what ``readiness`` says at each scrape, as /readyz does."""
+        self.ready.set_function(lambda: 1.0 if readiness()[0] else 0.0)
+
+
+class TimedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that observes each exchange, body included and failures too, in a histogram."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, histogram: Histogram) -> None:
+        self._inner = inner
+        self._histogram = histogram
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the wrapped transport and read the whole answer."""
+        started = time.perf_counter()
+        try:
+            response = await self._inner.handle_async_request(request)
+            try:
+                content = b"".join([chunk async for chunk in response.aiter_raw()])
+            finally:
+                await response.aclose()
+        finally:
+            self._histogram.observe(time.perf_counter() - started)
+        return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
+def timed_transport(histogram: Histogram) -> TimedTransport:
+    """The default HTTP transport, each exchange observed in ``histogram``."""
+    return TimedTransport(httpx.AsyncHTTPTransport(), histogram)

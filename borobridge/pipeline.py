@@ -58,6 +58,7 @@ class Round:
 
     batch: Batch = field(default_factory=Batch)
     touched: list[Stream] = field(default_factory=list)
+    current: list[Stream] = field(default_factory=list)  # polled successfully: their cursors are current once committed
     reads: int = 0
     failures: list[BoroError] = field(default_factory=list)
 
@@ -198,6 +199,8 @@ class Pipeline:
                 continue
             if self._feed(read, checked, round_.batch):
                 touched[read.stream.id] = read.stream
+            if read.purpose == "poll":
+                round_.current.append(read.stream)
         for stream in touched.values():
             round_.batch.checkpoints.append(stream.checkpoint())
         round_.touched = list(touched.values())
@@ -250,6 +253,7 @@ class Pipeline:
         now = time.time()
         for stream in round_.touched:
             stream.advance(self._settings.reconcile.window)
+        for stream in {s.id: s for s in (*round_.touched, *round_.current)}.values():
             self._metrics.cursor_commit_time.labels(stream.id).set(now)
         self._metrics.active_alarms.set(sum(len(s.memory.active) for s in self._streams.values()))
 
@@ -288,6 +292,7 @@ class Pipeline:
                 saved = self._saved.get(stream_id(self._server, project_id, boro))
                 stream = open_stream(self._server, project_id, boro, saved, self._settings.first_start)
                 self._streams[project_id] = stream
+                self._metrics.stream_opened(stream.id)
                 log.info("stream %s opened at %s", stream.id, _describe(stream.position))
 
     def _until_due(self, started: float) -> float:
