@@ -7,6 +7,7 @@ mode; the custom resources it has no schema for (ServiceMonitor, KafkaTopic) are
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ RELEASE = "demo"
 NAMESPACE = "video"
 FULLNAME = "demo-borobridge"
 NOTES = "borobridge/templates/NOTES.txt"
-CUSTOM_KINDS = frozenset({"ServiceMonitor", "KafkaTopic"})
+CUSTOM_KINDS = frozenset({"ServiceMonitor", "KafkaTopic", "PrometheusRule"})
 OLDEST_KUBERNETES = "1.27.0"  # Chart.yaml kubeVersion
 POD_TMP = "/tmp"  # noqa: S108 - the pod's emptyDir mount point, never touched by the tests
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -336,6 +337,24 @@ def test_service_monitor_scrapes_the_service(chart: helm.Chart) -> None:
     assert endpoint["path"] == "/metrics"
     assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("30s", "10s")
     assert endpoint["metricRelabelings"][0]["action"] == "drop"
+
+
+def test_monitoring_renders_the_rules_and_the_dashboard_as_documented(chart: helm.Chart) -> None:
+    manifests = render(chart, values_of("monitoring"))
+    assert sorted(manifest["kind"] for manifest in manifests) == sorted(
+        ["ConfigMap", "ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]
+    )
+    rule = only(manifests, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == "monitoring"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"] == yaml.safe_load((CHART_DIR.parents[1] / "docs/monitoring/prometheus-rules.yaml").read_text())
+    [dashboard] = [m for m in manifests if m["kind"] == "ConfigMap" and "grafana_dashboard" in m["metadata"]["labels"]]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Video"}
+    assert dashboard["metadata"]["namespace"] == NAMESPACE
+    dashboard_file = CHART_DIR.parents[1] / "docs/monitoring/grafana-dashboard.json"
+    assert json.loads(dashboard["data"]["borobridge.json"]) == json.loads(dashboard_file.read_text())
 
 
 def test_kafka_topics_match_the_bridge_defaults(chart: helm.Chart) -> None:
