@@ -7,6 +7,7 @@ mode; the custom resources it has no schema for (ServiceMonitor, KafkaTopic) are
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from borobridge.chart_schema import CONFIG_SCHEMA, config_values_schema
 from borobridge.settings import load_settings
 
 CHART_DIR = Path(__file__).parents[1] / "helm" / "borobridge"
@@ -132,6 +134,10 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         ({"kafkaTopics": {"enabled": True}}, "/kafkaTopics/clusterName"),
         ({"replicas": 2}, "replicas"),
         ({"serviceMonitor": {"interval": 30}}, "/serviceMonitor/interval"),
+        ({"config": {"kafak": {"bootstrap_servers": "kafka:9092"}}}, "'kafak'"),
+        ({"config": {"boro": {"poll_interval": "fast"}}}, "/config/boro/poll_interval"),
+        ({"config": {"boro": {"url": 12}}}, "/config/boro/url"),
+        ({"config": {"kafka": {"topics": {"partitions": 0}}}}, "/config/kafka"),
     ],
     ids=[
         "string-port",
@@ -143,11 +149,54 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         "no-cluster",
         "replicas",
         "number-interval",
+        "misspelt-section",
+        "word-for-a-number",
+        "number-for-a-url",
+        "zero-partitions",
     ],
 )
 def test_schema_refuses_wrong_values(chart: helm.Chart, values: dict[str, Any], path: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=re.escape(path)):
         render(chart, values)
+
+
+def test_chart_types_config_by_the_configuration_schema(chart: helm.Chart) -> None:
+    assert chart.schema is not None
+    expected = config_values_schema(json.loads(CONFIG_SCHEMA.read_text(encoding="utf-8")))
+    assert chart.schema["properties"]["config"] == expected, "stale: run `python -m borobridge.chart_schema`"
+
+
+FULL_CONFIG: dict[str, Any] = {
+    "boro": {
+        "url": "https://boro.example.internal",
+        "projects": [23, 24],
+        "poll_interval": 0.5,
+        "filter": {"level": "major", "trigger_groups": ["etr"]},
+        "hmac": {"access_id": "borobridge", "key_file": "/var/run/secrets/borobridge/boro-hmac-key"},
+    },
+    "first_start": {"mode": "since", "since": "2026-11-01T00:00:00Z"},
+    "kafka": {
+        "bootstrap_servers": "kafka:9093",
+        "mode": "structured",
+        "sasl": {"username": "borobridge", "password_file": "/var/run/secrets/borobridge/kafka-password"},
+        "topics": {"events": "plant.alarms.{project_id}", "partitions": 12},
+    },
+    "mqtt": {"host": "mqtt", "protocol": "mqttv311", "topics": {"status": "plant/{bridge}/status"}},
+}
+
+
+def test_a_full_configuration_renders_and_borobridge_accepts_it(chart: helm.Chart, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("boro-hmac-key", "kafka-password"):
+        (secrets / name).write_text("c2VjcmV0LWtleS1ieXRlcw==\n", encoding="utf-8")
+    rendered = config_file(render(chart, {"config": FULL_CONFIG}))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(rendered).replace("/var/run/secrets/borobridge", str(secrets)), encoding="utf-8")
+    settings = load_settings(path, environ={})
+    assert settings.kafka is not None
+    assert settings.kafka.topics.events == "plant.alarms.{project_id}"
+    assert settings.boro.poll_interval == 0.5
 
 
 def test_deployment_runs_exactly_one_pod_and_stops_it_before_the_next(chart: helm.Chart) -> None:
