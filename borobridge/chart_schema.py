@@ -15,7 +15,6 @@ An ``enum`` of strings also gets ``"type": "string"``, so that every value the c
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Final
 
@@ -85,4 +84,3 @@ def _is_secret(node: Node) -> bool:
 
 if __name__ == "__main__":
     update()
-    sys.exit(0)
