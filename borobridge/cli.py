@@ -216,7 +216,9 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_schemas(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    schemas = _command(commands, "schemas", "write the JSON Schemas into a directory", SCHEMAS_EPILOG)
+    schemas = _command(
+        commands, "schemas", "write the JSON Schemas and the AsyncAPI document into a directory", SCHEMAS_EPILOG
+    )
     schemas.add_argument(
         "--out", type=Path, default=Path("schemas"), metavar="DIR", help="directory to write into (default: schemas)"
     )

@@ -1,16 +1,19 @@
 """JSON Schemas of everything borobridge publishes or reads, generated from its msgspec types.
 
-``borobridge schemas`` writes them into ``schemas/``; a test fails when a committed file differs from what this
-module generates. Event schemas carry their ``dataschema`` URI as ``$id``.
+``borobridge schemas`` writes them, and the AsyncAPI catalogue of the channels that carry them, into ``schemas/``;
+a test fails when a committed file differs from what this module generates. Event schemas carry their
+``dataschema`` URI as ``$id``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
 
+from borobridge import asyncapi
 from borobridge.checkpoint import Checkpoint
 from borobridge.events import schema_uri
 from borobridge.settings import Settings
@@ -69,12 +72,30 @@ def event_schema(transition: Transition) -> dict[str, Any]:
     return schema
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One published document: its file stem (the MQTT topic's ``{name}``), its URI (the Kafka key), its bytes."""
+
+    name: str
+    uri: str
+    content: bytes
+
+
+def documents() -> list[Document]:
+    """Every JSON Schema, then the AsyncAPI document that embeds the event and checkpoint schemas."""
+    schemas = {f"alarm.{kind.value}.v1": event_schema(kind) for kind in Transition}
+    schemas["checkpoint.v2"] = _schema(Checkpoint, CHECKPOINT_SCHEMA_ID, "borobridge stream checkpoint")
+    config = _schema(Settings, CONFIG_SCHEMA_ID, "borobridge configuration file")
+    catalogue = asyncapi.document(schemas)
+    published = [Document(name, schema["$id"], _encode(schema)) for name, schema in schemas.items()]
+    published.append(Document("config.schema", config["$id"], _encode(config)))
+    published.append(Document("asyncapi", catalogue["id"], _encode(catalogue)))
+    return published
+
+
 def generate() -> dict[str, bytes]:
-    """Every schema, by file name."""
-    documents = {f"alarm.{kind.value}.v1.json": event_schema(kind) for kind in Transition}
-    documents["checkpoint.v2.json"] = _schema(Checkpoint, CHECKPOINT_SCHEMA_ID, "borobridge stream checkpoint")
-    documents["config.schema.json"] = _schema(Settings, CONFIG_SCHEMA_ID, "borobridge configuration file")
-    return {name: msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n" for name, doc in documents.items()}
+    """Every document, by file name."""
+    return {f"{document.name}.json": document.content for document in documents()}
 
 
 def write(directory: Path) -> list[Path]:
@@ -86,6 +107,10 @@ def write(directory: Path) -> list[Path]:
         path.write_bytes(content)
         written.append(path)
     return written
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
 
 
 def _schema(kind: type, schema_id: str, title: str) -> dict[str, Any]:

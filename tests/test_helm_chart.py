@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from borobridge.chart_schema import CONFIG_SCHEMA, config_values_schema
 from borobridge.settings import load_settings
 
 CHART_DIR = Path(__file__).parents[1] / "helm" / "borobridge"
@@ -104,14 +109,14 @@ def test_built_in_kinds_pass_strict_kubernetes_validation(
 def test_all_features_render_every_kind(chart: helm.Chart) -> None:
     kinds = sorted(manifest["kind"] for manifest in render(chart, values_of("all-features")))
     assert kinds == sorted(
-        ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]
+        ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]
         + ["KafkaTopic"] * 4
     )
 
 
 def test_defaults_render_no_optional_resources(chart: helm.Chart) -> None:
     kinds = sorted(manifest["kind"] for manifest in render(chart, values_of("defaults")))
-    assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "Deployment", "Pod", "Service", "ServiceAccount"]
 
 
 @pytest.mark.parametrize("values_file", VALUES_FILES, ids=lambda path: path.stem)
@@ -133,6 +138,10 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         ({"kafkaTopics": {"enabled": True}}, "/kafkaTopics/clusterName"),
         ({"replicas": 2}, "replicas"),
         ({"serviceMonitor": {"interval": 30}}, "/serviceMonitor/interval"),
+        ({"config": {"kafak": {"bootstrap_servers": "kafka:9092"}}}, "'kafak'"),
+        ({"config": {"boro": {"poll_interval": "fast"}}}, "/config/boro/poll_interval"),
+        ({"config": {"boro": {"url": 12}}}, "/config/boro/url"),
+        ({"config": {"kafka": {"topics": {"partitions": 0}}}}, "/config/kafka"),
     ],
     ids=[
         "string-port",
@@ -144,11 +153,54 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         "no-cluster",
         "replicas",
         "number-interval",
+        "misspelt-section",
+        "word-for-a-number",
+        "number-for-a-url",
+        "zero-partitions",
     ],
 )
 def test_schema_refuses_wrong_values(chart: helm.Chart, values: dict[str, Any], path: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=re.escape(path)):
         render(chart, values)
+
+
+def test_chart_types_config_by_the_configuration_schema(chart: helm.Chart) -> None:
+    assert chart.schema is not None
+    expected = config_values_schema(json.loads(CONFIG_SCHEMA.read_text(encoding="utf-8")))
+    assert chart.schema["properties"]["config"] == expected, "stale: run `python -m borobridge.chart_schema`"
+
+
+FULL_CONFIG: dict[str, Any] = {
+    "boro": {
+        "url": "https://boro.example.internal",
+        "projects": [23, 24],
+        "poll_interval": 0.5,
+        "filter": {"level": "major", "trigger_groups": ["etr"]},
+        "hmac": {"access_id": "borobridge", "key_file": "/var/run/secrets/borobridge/boro-hmac-key"},
+    },
+    "first_start": {"mode": "since", "since": "2026-11-01T00:00:00Z"},
+    "kafka": {
+        "bootstrap_servers": "kafka:9093",
+        "mode": "structured",
+        "sasl": {"username": "borobridge", "password_file": "/var/run/secrets/borobridge/kafka-password"},
+        "topics": {"events": "plant.alarms.{project_id}", "partitions": 12},
+    },
+    "mqtt": {"host": "mqtt", "protocol": "mqttv311", "topics": {"status": "plant/{bridge}/status"}},
+}
+
+
+def test_a_full_configuration_renders_and_borobridge_accepts_it(chart: helm.Chart, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("boro-hmac-key", "kafka-password"):
+        (secrets / name).write_text("c2VjcmV0LWtleS1ieXRlcw==\n", encoding="utf-8")
+    rendered = config_file(render(chart, {"config": FULL_CONFIG}))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(rendered).replace("/var/run/secrets/borobridge", str(secrets)), encoding="utf-8")
+    settings = load_settings(path, environ={})
+    assert settings.kafka is not None
+    assert settings.kafka.topics.events == "plant.alarms.{project_id}"
+    assert settings.boro.poll_interval == 0.5
 
 
 def test_deployment_runs_exactly_one_pod_and_stops_it_before_the_next(chart: helm.Chart) -> None:
@@ -479,3 +531,88 @@ def test_every_value_is_commented() -> None:
     undocumented = [path for path, commented in values_keys(text) if not commented and not given_whole.match(path)]
     assert undocumented == []
     assert len(list(values_keys(text))) > 50
+
+
+SIMULATOR_WARNING = "config.boro.url is empty"
+
+
+@pytest.mark.parametrize(
+    ("values", "warned"),
+    [
+        ({"config": {"kafka": {"bootstrap_servers": "kafka:9092"}}}, True),
+        ({"config": {"boro": {"url": ""}, "mqtt": {"host": "mqtt"}}}, True),
+        ({}, False),
+        (values_of("sasl-tls"), False),
+        (
+            {
+                "config": {"kafka": {"bootstrap_servers": "kafka:9092"}},
+                "extraEnv": [{"name": "BOROBRIDGE_BORO__URL", "value": "https://boro.example.internal"}],
+            },
+            False,
+        ),
+    ],
+    ids=["kafka-no-url", "mqtt-empty-url", "demo-mode", "url-set", "url-from-env"],
+)
+def test_notes_warn_when_the_simulator_feeds_a_real_broker(
+    chart: helm.Chart, values: dict[str, Any], warned: bool
+) -> None:
+    assert (SIMULATOR_WARNING in render_files(chart, values)[NOTES]) is warned
+
+
+def test_chart_names_its_home_sources_and_maintainers(chart: helm.Chart) -> None:
+    metadata = chart.metadata
+    assert metadata["home"] in metadata["sources"]
+    assert all(source.startswith("https://") for source in metadata["sources"])
+    assert [maintainer["name"] for maintainer in metadata["maintainers"]] != []
+
+
+def the_test_pod(manifests: list[Manifest]) -> Manifest:
+    pods = [manifest for manifest in manifests if manifest["kind"] == "Pod"]
+    assert len(pods) == 1, "one helm test pod"
+    return pods[0]
+
+
+def test_helm_test_pod_checks_readyz_through_the_service(chart: helm.Chart) -> None:
+    manifests = render(chart, values_of("all-features"))
+    pod = the_test_pod(manifests)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    [probe] = pod["spec"]["containers"]
+    assert probe["image"] == container(manifests)["image"]
+    assert probe["securityContext"] == container(manifests)["securityContext"]
+    assert pod["spec"]["securityContext"] == pod_spec(manifests)["securityContext"]
+    assert probe["args"] == [f"http://{FULLNAME}.{NAMESPACE}.svc:8080/readyz"]
+
+
+class Health(BaseHTTPRequestHandler):
+    """/readyz as the bridge answers it: 200 when ready, 503 with the reason otherwise."""
+
+    status = 200
+
+    def do_GET(self) -> None:
+        body = b"ready" if self.status == 200 else b"kafka: not connected"
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize(("status", "returncode"), [(200, 0), (503, 1)])
+def test_helm_test_pod_command_passes_only_when_ready(chart: helm.Chart, status: int, returncode: int) -> None:
+    probe = the_test_pod(render(chart, {}))["spec"]["containers"][0]
+    handler = type("Answer", (Health,), {"status": status})
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
+        command = [sys.executable if part == "python" else part for part in probe["command"]]
+        done = subprocess.run([*command, url], capture_output=True, text=True, timeout=30, check=False)
+        server.shutdown()
+        thread.join(timeout=5)
+    assert done.returncode == returncode, done.stderr
+    if returncode:
+        assert done.stderr.strip() == f"{url}: HTTP 503: kafka: not connected"
+        assert "Traceback" not in done.stderr

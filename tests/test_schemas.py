@@ -1,4 +1,4 @@
-"""The committed JSON Schemas are exactly what the code generates, and the schemas are valid."""
+"""The committed JSON Schemas and AsyncAPI document are exactly what the code generates; the schemas are valid."""
 
 from __future__ import annotations
 
@@ -24,6 +24,6 @@ def test_no_stray_schema_files() -> None:
     assert sorted(path.name for path in SCHEMAS.glob("*.json")) == sorted(generate())
 
 
-@pytest.mark.parametrize("content", generate().values())
+@pytest.mark.parametrize("content", [content for name, content in generate().items() if name != "asyncapi.json"])
 def test_schema_is_valid_draft_2020_12(content: bytes) -> None:
     jsonschema.Draft202012Validator.check_schema(msgspec.json.decode(content))

@@ -26,7 +26,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, DeadLetter
 from borobridge.errors import CheckpointError, FencedError, KafkaDeliveryError
 from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
-from borobridge.schemas import generate
+from borobridge.schemas import documents
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_batches import Record, send_in_batches
 from borobridge.sinks.kafka_connection import connection_hint, connection_options
@@ -178,8 +178,7 @@ class KafkaSink:
 
     async def _publish_schemas(self, producer: Any) -> None:
         records: list[Record] = [
-            (self._settings.topics.schemas, msgspec.json.decode(content)["$id"].encode(), content, [])
-            for content in generate().values()
+            (self._settings.topics.schemas, document.uri.encode(), document.content, []) for document in documents()
         ]
         if self._settings.transactional:
             async with producer.transaction():

@@ -7,7 +7,7 @@ batch goes one message at a time, until a batch succeeds: Mosquitto 2.0 closes t
 refused PUBACK, and with more messages in flight that PUBACK, the only word of why, is lost in the reset.
 The status and schema messages are held to the same rule, so an ACL that refuses them shows.
 The last will marks the bridge ``offline`` (retained); a fresh connection marks it ``online`` and publishes
-the JSON Schemas retained.
+the JSON Schemas and the AsyncAPI document retained.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import MqttDeliveryError, MqttRefusedError
 from borobridge.events import CloudEvent
-from borobridge.schemas import generate
+from borobridge.schemas import documents
 from borobridge.settings import MqttSettings, MqttTlsSettings
 from borobridge.sinks.mqtt_acks import PubackReasons
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
@@ -163,9 +163,9 @@ class MqttPublisher:
         return client
 
     async def _publish_schemas(self, client: aiomqtt.Client) -> None:
-        for name, content in generate().items():
-            topic = self._settings.topics.schemas.format(name=name.removesuffix(".json"))
-            await self._acknowledged(client, topic, content, retain=True)
+        for document in documents():
+            topic = self._settings.topics.schemas.format(name=document.name)
+            await self._acknowledged(client, topic, document.content, retain=True)
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
