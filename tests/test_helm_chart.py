@@ -394,7 +394,7 @@ def test_service_monitor_scrapes_the_service(chart: helm.Chart) -> None:
 def test_monitoring_renders_the_rules_and_the_dashboard_as_documented(chart: helm.Chart) -> None:
     manifests = render(chart, values_of("monitoring"))
     assert sorted(manifest["kind"] for manifest in manifests) == sorted(
-        ["ConfigMap", "ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]
+        ["ConfigMap", "ConfigMap", "Deployment", "Pod", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]
     )
     rule = only(manifests, "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
