@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-import httpx
-
 from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
+from borobridge.boro.http import BoroHttpClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import describe, faults_from, personality_from, serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
@@ -54,7 +53,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
         if settings.health.enabled:
             await _serve_health(settings, health, metrics, stack)
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
-        http = await stack.enter_async_context(httpx.AsyncClient())
+        http = await stack.enter_async_context(BoroHttpClient(settings.boro))
         publisher = await _mqtt_publisher(settings, stack)
         sink = ReportingCommitter(await _committer(settings, stack, publisher), health, _sink_name(settings))
         pipeline = Pipeline(
