@@ -65,22 +65,32 @@ def client_context(files: TlsFiles, section: str, *, check_hostname: bool = True
     try:
         context = ssl.create_default_context(cafile=files.ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError([_unreadable(f"{section}.ca_file", files.ca_file, exc)]) from exc
+        key = _key(section, "ca_file")
+        raise ConfigError([_unreadable(key, files.ca_file, exc)]) from exc
     context.check_hostname = check_hostname
     if files.cert_file is not None:
         try:
             context.load_cert_chain(files.cert_file, files.key_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError([_unreadable(f"{section}.cert_file/key_file", files.cert_file, exc)]) from exc
+            key = _key(section, "cert_file/key_file")
+            raise ConfigError([_unreadable(key, files.cert_file, exc)]) from exc
     elif files.key_file is not None:
-        raise ConfigError([f"{section}.key_file: set {section}.cert_file too (the certificate of that key)"])
+        raise ConfigError([_key_without_certificate(section)])
     return context
+
+
+def _key(section: str, name: str) -> str:
+    return f"{section}.{name}"
 
 
 def _unreadable(key: str, path: str | None, exc: OSError) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"{key}: {path!r} is not a PEM certificate and key OpenSSL can read ({exc.reason or exc})"
-    return f"{key}: cannot read {path!r} ({exc.strerror or exc})"
+    return f"{key}: cannot read the TLS file {path!r} ({exc.strerror or exc})"
+
+
+def _key_without_certificate(section: str) -> str:
+    return f"{section}.key_file: set {section}.cert_file too (the certificate of that key)"
 
 
 def explain(error: BaseException, section: str, address: str) -> str | None:

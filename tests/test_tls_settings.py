@@ -61,7 +61,9 @@ def test_a_missing_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
     assert settings.mqtt.tls is not None
     with pytest.raises(ConfigError) as caught:
         client_context(settings.mqtt.tls, "mqtt.tls")
-    assert caught.value.errors == ["mqtt.tls.ca_file: cannot read '/no/ca.pem' (No such file or directory)"]
+    assert caught.value.errors == [
+        "mqtt.tls.ca_file: cannot read the TLS file '/no/ca.pem' (No such file or directory)"
+    ]
 
 
 def test_a_ca_file_that_is_not_pem_is_a_configuration_error(tmp_path: Path) -> None:
@@ -92,3 +94,14 @@ def test_a_trusted_ca_and_a_client_certificate_make_a_context(tmp_path: Path) ->
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert [entry["subject"] for entry in context.get_ca_certs()] == [((("commonName", "borobridge test CA"),),)]
+
+
+def test_a_key_without_its_certificate_is_a_configuration_error() -> None:
+    settings = load_settings(
+        None, {"BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS": "k:9093", "BOROBRIDGE_KAFKA__TLS__KEY_FILE": "/k"}
+    )
+    assert settings.kafka is not None
+    assert settings.kafka.tls is not None
+    with pytest.raises(ConfigError) as caught:
+        client_context(settings.kafka.tls, "kafka.tls")
+    assert caught.value.errors == ["kafka.tls.key_file: set kafka.tls.cert_file too (the certificate of that key)"]
