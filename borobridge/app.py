@@ -20,16 +20,15 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-import httpx
-
 from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
+from borobridge.boro.http import BoroHttpClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import describe, faults_from, personality_from, serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.health import Health, ReportingCommitter, serve_health
-from borobridge.metrics import Metrics, timed_transport
+from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
@@ -56,9 +55,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
         if settings.health.enabled:
             await _serve_health(settings, health, metrics, stack)
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(transport=timed_transport(metrics.boro_request_seconds))
-        )
+        http = await stack.enter_async_context(BoroHttpClient(settings.boro, metrics.boro_request_seconds))
         publisher = await _mqtt_publisher(settings, stack)
         committer = await _committer(settings, stack, publisher)
         sink = ReportingCommitter(committer, health, _sink_name(settings), metrics=metrics)

@@ -1,7 +1,8 @@
 """Serve an ASGI application with uvicorn inside the running program.
 
 The host program keeps its own signal handlers and logging: uvicorn installs neither, and its loggers stay at
-WARNING. Port 0 binds any free port; the base URL yielded names the port actually bound.
+WARNING. Port 0 binds any free port; the base URL yielded names the port actually bound. With a certificate and
+its key (PEM files) it serves HTTPS.
 """
 
 from __future__ import annotations
@@ -32,30 +33,33 @@ class _InProcessServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: ASGIApp, host: str, port: int, *, name: str) -> AsyncIterator[str]:
+async def serve_asgi(
+    app: ASGIApp, host: str, port: int, *, name: str, certfile: str | None = None, keyfile: str | None = None
+) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` while the block runs; yields ``http://host:port`` as bound.
 
-    ``name`` names the serving task and appears in the error raised when the server fails to start.
+    ``name`` names the serving task and appears in the error raised when the server fails to start. With
+    ``certfile`` (and ``keyfile``, unless the key is in the same file) it serves HTTPS and yields ``https://``.
     """
-    server = _InProcessServer(_config(app))
+    server = _InProcessServer(_config(app, certfile, keyfile))
     with contextlib.closing(_bind(host, port)) as sock:
         async with asyncio.TaskGroup() as tasks:
             serving = tasks.create_task(server.serve(sockets=[sock]), name=name)
             try:
                 await _wait_started(server, serving, name)
-                yield base_url(sock)
+                yield base_url(sock, scheme="https" if certfile else "http")
             finally:
                 server.should_exit = True
 
 
-def base_url(sock: socket.socket) -> str:
-    """``http://host:port`` of a bound socket, with IPv6 hosts in brackets."""
+def base_url(sock: socket.socket, scheme: str = "http") -> str:
+    """``http://host:port`` (or another scheme) of a bound socket, with IPv6 hosts in brackets."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
-def _config(app: ASGIApp) -> uvicorn.Config:
+def _config(app: ASGIApp, certfile: str | None, keyfile: str | None) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         lifespan="off",
@@ -64,6 +68,8 @@ def _config(app: ASGIApp) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=1,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
 
 

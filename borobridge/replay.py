@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Protocol, Self
 
-import httpx
-
 from borobridge import reading
 from borobridge.boro.client import BoroClient
+from borobridge.boro.http import BoroHttpClient
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.delivery import Batch
 from borobridge.errors import BoroError, ConfigError
@@ -93,7 +92,7 @@ async def replay(
     _check(settings, request)
     factory = EventFactory(server_name)
     sent = 0
-    async with httpx.AsyncClient() as http, _sink(settings, request) as sink:
+    async with BoroHttpClient(settings.boro) as http, _sink(settings, request) as sink:
         client = BoroClient(http, settings.boro)
         reads = [_ProjectRead(_query(settings, p), _start(request)) for p in await _projects(client, settings, request)]
         async for transitions in _rounds(client, reads, settings.boro.reply_order):

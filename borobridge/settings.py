@@ -56,6 +56,15 @@ class RetrySettings(Base, frozen=True):
     max_drain_requests: PositiveInt = 50
 
 
+class BoroTlsSettings(Base, frozen=True):
+    """HTTPS to Boro: the CA that signed its certificate (else the system's CAs), a client certificate for
+    mutual TLS."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class BoroSettings(Base, frozen=True):
     """Where and how to poll the Boro Control API."""
 
@@ -72,6 +81,7 @@ class BoroSettings(Base, frozen=True):
     reply_order: Literal["oldest_first", "newest_first"] = "oldest_first"
     filter: FilterSettings = FilterSettings()
     hmac: HmacSettings | None = None
+    tls: BoroTlsSettings | None = None
     retry: RetrySettings = RetrySettings()
 
 
@@ -319,11 +329,13 @@ def _set_path(raw: dict[str, Any], keys: list[str], value: Any, origin: str, err
 
 
 def _read_secret_files(node: dict[str, Any], errors: list[str], path: str = "") -> None:
+    """Replace ``password_file`` and ``key_file`` entries by the secret read from the file; a ``tls`` section's
+    ``key_file`` is the path of a client certificate's key, which the TLS library reads itself."""
     for key in list(node):
         value = node[key]
         if isinstance(value, dict):
             _read_secret_files(value, errors, f"{path}{key}.")
-        elif key.endswith("_file") and key.removesuffix("_file") in {"password", "key"}:
+        elif _names_a_secret_file(key) and not path.endswith("tls."):
             target = key.removesuffix("_file")
             try:
                 node[target] = Path(str(value)).read_text(encoding="utf-8").strip()
@@ -332,12 +344,20 @@ def _read_secret_files(node: dict[str, Any], errors: list[str], path: str = "") 
             del node[key]
 
 
+def _names_a_secret_file(key: str) -> bool:
+    return key.endswith("_file") and key.removesuffix("_file") in {"password", "key"}
+
+
 def _cross_field_errors(raw: dict[str, Any]) -> list[str]:
     errors = []
     first_start = raw.get("first_start")
     if isinstance(first_start, dict) and first_start.get("mode") == "since" and not first_start.get("since"):
         errors.append("first_start.since: required when first_start.mode is 'since' (an RFC 3339 time)")
-    hmac = raw.get("boro", {}).get("hmac") if isinstance(raw.get("boro"), dict) else None
+    boro: dict[str, Any] = raw["boro"] if isinstance(raw.get("boro"), dict) else {}
+    url = str(boro.get("url") or "")
+    if boro.get("tls") is not None and url.lower().startswith("http://"):
+        errors.append(f"boro.tls: set, but boro.url is {masked_url(url)}, which is plaintext; write https://")
+    hmac = boro.get("hmac")
     if isinstance(hmac, dict) and isinstance(hmac.get("key"), str | int):
         try:
             decode_key(str(hmac["key"]))

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from borobridge.errors import BridgeError
 from borobridge.events import CloudEvent, from_kafka_record
 from borobridge.settings import KafkaSettings, Level
-from borobridge.sinks.kafka_connection import connection_hint, connection_options
+from borobridge.sinks.kafka_connection import connection_hint, connection_options, tls_problem
 from borobridge.sinks.mqtt_relay import events_pattern
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ async def _start(settings: KafkaSettings, admin: Any, consumer: Any) -> None:
         await admin.start()
         await consumer.start()
     except KafkaError as exc:
-        raise BridgeError(f"cannot read Kafka: {exc}; {connection_hint(settings)}") from exc
+        problem = await tls_problem(settings)
+        raise BridgeError(f"cannot read Kafka: {problem or f'{exc}; {connection_hint(settings)}'}") from exc
 
 
 async def _follow(follower: _Follower, chosen: TailFilter, options: TailOptions, out: TextIO) -> int:

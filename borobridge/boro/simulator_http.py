@@ -1,8 +1,9 @@
 """The Boro simulator behind real HTTP (an ASGI app served by uvicorn in-process) or an httpx mock transport.
 
 ``serve_simulator`` is for tests and the embedded default: it binds a loopback port (0 = any free port), yields
-the endpoint URL and stops the server on exit (served by :func:`borobridge.asgi_server.serve_asgi`: no signal
-handlers, no logging set-up). ``run_simulator`` is what ``borobridge simulate`` runs until cancelled.
+the endpoint URL (HTTPS with a certificate and key) and stops the server on exit (served by
+:func:`borobridge.asgi_server.serve_asgi`: no signal handlers, no logging set-up). ``run_simulator`` is what
+``borobridge simulate`` runs until cancelled.
 ``personality_from`` and ``faults_from`` turn the ``simulator`` settings into the simulator's own types.
 """
 
@@ -84,13 +85,21 @@ async def _advance_forever(sim: Simulator, every: float) -> None:
 
 @contextlib.asynccontextmanager
 async def serve_simulator(
-    sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, advance_every: float | None = None
+    sim: Simulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    advance_every: float | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``sim`` over HTTP while the block runs; yields the endpoint URL with the port actually bound.
 
-    With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving.
+    With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving. With
+    ``certfile`` and ``keyfile`` (PEM) it serves HTTPS.
     """
-    async with serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http") as base_url:
+    serving = serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http", certfile=certfile, keyfile=keyfile)
+    async with serving as base_url:
         if advance_every is None:
             yield base_url + ENDPOINT_PATH
             return

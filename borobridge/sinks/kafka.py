@@ -29,7 +29,7 @@ from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.schemas import documents
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_batches import Record, send_in_batches
-from borobridge.sinks.kafka_connection import connection_hint, connection_options
+from borobridge.sinks.kafka_connection import connection_options, connection_problem
 from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,8 @@ class KafkaSink:
         except BaseException as exc:
             await self._stop()
             if isinstance(exc, KafkaError):
-                raise KafkaDeliveryError(
-                    f"cannot start Kafka clients: {exc!r}; {connection_hint(self._settings)}"
-                ) from exc
+                problem = await connection_problem(self._settings, exc)
+                raise KafkaDeliveryError(f"cannot start Kafka clients: {problem}") from exc
             raise
         return self
 
@@ -128,9 +127,8 @@ class KafkaSink:
                 await _bounded(producer.start(), self._settings.delivery_timeout_ms / 1000)
             except (KafkaError, TimeoutError) as exc:
                 await _stop_quietly(producer)
-                raise KafkaDeliveryError(
-                    f"cannot restart the Kafka producer: {exc!r}; {connection_hint(self._settings)}"
-                ) from exc
+                problem = await connection_problem(self._settings, exc)
+                raise KafkaDeliveryError(f"cannot restart the Kafka producer: {problem}") from exc
             self._producer = producer
         return self._producer
 

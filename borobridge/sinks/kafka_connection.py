@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import ssl
 from typing import Any, Final
 
+from borobridge import tls
 from borobridge.errors import ConfigError
-from borobridge.settings import KafkaSettings, KafkaTlsSettings
+from borobridge.settings import KafkaSettings
 
 _SERVER: Final = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$")
 MAX_PORT: Final = 65535
+DEFAULT_PORT: Final = 9092  # aiokafka's, for a server given without one
 
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -21,7 +23,9 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": _protocol(settings),
     }
     if settings.tls is not None:
-        options["ssl_context"] = _tls_context(settings.tls)
+        options["ssl_context"] = tls.client_context(
+            settings.tls, "kafka.tls", check_hostname=settings.tls.check_hostname
+        )
     if settings.sasl is not None:
         options["sasl_mechanism"] = settings.sasl.mechanism
         options["sasl_plain_username"] = settings.sasl.username
@@ -58,15 +62,31 @@ def connection_hint(settings: KafkaSettings) -> str:
     return f"check {' and '.join(checks)}"
 
 
+async def connection_problem(settings: KafkaSettings, error: BaseException) -> str:
+    """Why the brokers could not be reached, for an error message: the failed TLS handshake (:func:`tls_problem`),
+    else the error and :func:`connection_hint`."""
+    return await tls_problem(settings) or f"{error!r}; {connection_hint(settings)}"
+
+
+async def tls_problem(settings: KafkaSettings) -> str | None:
+    """With TLS configured, what fails in a handshake with the first bootstrap server it fails with, explained
+    (aiokafka logs it, but raises only "Unable to bootstrap"); None without TLS or a failing handshake."""
+    if settings.tls is None:
+        return None
+    context = tls.client_context(settings.tls, "kafka.tls", check_hostname=settings.tls.check_hostname)
+    servers = bootstrap_servers(settings.bootstrap_servers)
+    problems = await asyncio.gather(*(tls.probe(*_host_port(server), context, "kafka.tls") for server in servers))
+    return next((problem for problem in problems if problem is not None), None)
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    match = _SERVER.match(server)
+    port = match.group(1) if match is not None else None
+    host = server.rpartition(":")[0] if port is not None else server
+    return host.strip("[]"), int(port or DEFAULT_PORT)
+
+
 def _protocol(settings: KafkaSettings) -> str:
     if settings.sasl is not None:
         return "SASL_SSL" if settings.tls is not None else "SASL_PLAINTEXT"
     return "SSL" if settings.tls is not None else "PLAINTEXT"
-
-
-def _tls_context(tls: KafkaTlsSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    context.check_hostname = tls.check_hostname
-    if tls.cert_file is not None:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    return context

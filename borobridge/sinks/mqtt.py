@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Final, Self
@@ -23,12 +22,13 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from borobridge import tls
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import MqttDeliveryError, MqttRefusedError
 from borobridge.events import CloudEvent
 from borobridge.schemas import documents
-from borobridge.settings import MqttSettings, MqttTlsSettings
+from borobridge.settings import MqttSettings
 from borobridge.sinks.mqtt_acks import PubackReasons
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
 from borobridge.sinks.stream import JsonLinesSink
@@ -49,6 +49,7 @@ class MqttPublisher:
         self._reasons: PubackReasons | None = None
         self._one_at_a_time = False  # after a failure, until a batch succeeds
         self._status_topic = settings.topics.status.format(bridge=bridge_name)
+        self._tls_context = tls.client_context(settings.tls, "mqtt.tls") if settings.tls else None
 
     async def __aenter__(self) -> Self:
         return self
@@ -148,7 +149,8 @@ class MqttPublisher:
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
-            raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {exc}") from exc
+            problem = await self._tls_problem() or str(exc)
+            raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {problem}") from exc
         self._client = client
         try:
             await self._acknowledged(client, self._status_topic, ONLINE, retain=True)
@@ -158,9 +160,17 @@ class MqttPublisher:
             raise
         except aiomqtt.MqttError as exc:
             await self._disconnect()
-            raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {exc}") from exc
+            problem = await self._tls_problem() or str(exc)
+            raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {problem}") from exc
         log.info("connected to MQTT broker %s", self._address())
         return client
+
+    async def _tls_problem(self) -> str | None:
+        """What fails in a TLS handshake with the broker, explained: aiomqtt keeps only OpenSSL's words, or, when
+        a TLS 1.3 broker refuses the client's certificate after the handshake, only a timeout."""
+        if self._tls_context is None:
+            return None
+        return await tls.probe(self._settings.host, self._settings.port, self._tls_context, "mqtt.tls")
 
     async def _publish_schemas(self, client: aiomqtt.Client) -> None:
         for document in documents():
@@ -190,7 +200,7 @@ class MqttPublisher:
             keepalive=settings.keepalive,
             timeout=settings.publish_timeout,
             max_inflight_messages=settings.max_inflight,
-            tls_context=_tls_context(settings.tls) if settings.tls else None,
+            tls_context=self._tls_context,
         )
 
     def _address(self) -> str:
@@ -239,10 +249,3 @@ def _properties(message: MqttMessage) -> Properties:
     if message.user_properties:
         properties.UserProperty = list(message.user_properties)
     return properties
-
-
-def _tls_context(tls: MqttTlsSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file is not None:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    return context

@@ -9,6 +9,9 @@ when missing):
 - ``kafka_cluster``: three nodes, replication factor 3 and ``min.insync.replicas=2`` by default, for
   failover tests (`stop_node`, `start_node`, `restart_node`, `leader_of`).
 
+``kafka_tls`` (a `TlsKafka`) is a third node, started only by the tests that ask for it: TLS listeners whose
+certificates a CA of its own signed (`tests.support.tls`), and SCRAM users as in ``kafka``.
+
 Tests share these brokers, so each one names its topics with `unique_topic`.
 """
 
@@ -30,6 +33,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+
+from tests.support.tls import CertificateAuthority
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka"
 FETCH_TIMEOUT_S = 900.0
@@ -69,12 +74,23 @@ class KafkaCluster:
     that clients running in the test's event loop keep working while a node goes down or comes back.
     """
 
-    def __init__(self, directory: Path, *, brokers: int = 1, scram: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        brokers: int = 1,
+        scram: bool = False,
+        listeners: dict[str, str] | None = None,
+        config: Path | None = None,
+    ) -> None:
         self.directory = directory
         self.brokers = brokers
         self.scram = scram
+        self.listeners = listeners or {}  # extra listener name → security protocol
+        self.config = config  # extra broker properties
         self.bootstrap = ""
         self.scram_bootstrap: str | None = None
+        self.listener_bootstrap: dict[str, str] = {}
 
     @property
     def node_ids(self) -> range:
@@ -100,9 +116,15 @@ class KafkaCluster:
     def start(self) -> None:
         """Format the storage (first time only), start every node and wait until all of them serve."""
         shape = ["--brokers", str(self.brokers), *(["--scram"] if self.scram else [])]
+        for name, protocol in self.listeners.items():
+            shape += ["--listener", f"{name}:{protocol}"]
+        if self.config is not None:
+            shape += ["--config", str(self.config)]
         lines = self._run("start", *shape, "--owner-pid", str(os.getpid())).splitlines()
         self.bootstrap = lines[0]
         self.scram_bootstrap = lines[1] if self.scram else None
+        extra = lines[2:] if self.scram else lines[1:]
+        self.listener_bootstrap = dict(line.split(" ", 1) for line in extra)
         with ThreadPoolExecutor(max_workers=1) as worker:  # the caller may be inside a running event loop
             worker.submit(asyncio.run, self._wait_until_serving(self.node_ids)).result()
 
@@ -266,3 +288,65 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """Three Kafka nodes (replication factor 3, min.insync.replicas=2), shared by the session."""
     yield from _started_cluster(tmp_path_factory.mktemp("kafka-cluster"), brokers=3, scram=False)
+
+
+@dataclass(frozen=True)
+class TlsKafka:
+    """One Kafka node with TLS listeners, each a `KafkaCluster.listener_bootstrap` entry:
+
+    - ``SSL``: TLS, a certificate for 127.0.0.1 signed by `authority`;
+    - ``SASL_SSL``: the same certificate, and SCRAM-SHA-256/512 (`cluster.scram_user`, `scram_password`);
+    - ``WRONGNAME``: TLS with a certificate `authority` signed for another host name (``kafka.invalid``);
+    - ``EXPIRED``: TLS with a certificate `authority` signed for 127.0.0.1 that expired yesterday.
+
+    ``cluster.bootstrap`` is its PLAINTEXT listener, for the tests that prove the bridge never falls back to it.
+    """
+
+    cluster: KafkaCluster
+    authority: CertificateAuthority
+
+    def bootstrap(self, listener: str) -> str:
+        """The bootstrap servers of one listener."""
+        return self.cluster.listener_bootstrap[listener]
+
+
+TLS_LISTENERS = {"SSL": "SSL", "SASL_SSL": "SASL_SSL", "WRONGNAME": "SSL", "EXPIRED": "SSL"}
+
+
+def tls_properties(authority: CertificateAuthority) -> str:
+    """The broker properties of the `TlsKafka` listeners: inline PEM keystores, SCRAM on SASL_SSL."""
+    good = authority.issue("kafka")
+    certificates = {
+        "ssl": good,
+        "sasl_ssl": good,
+        "wrongname": authority.issue("kafka-wrong-name", ["kafka.invalid"]),
+        "expired": authority.issue("kafka-expired", expired=True),
+    }
+    lines = []
+    for listener, issued in certificates.items():
+        prefix = f"listener.name.{listener}.ssl"
+        lines += [
+            f"{prefix}.keystore.type=PEM",
+            f"{prefix}.keystore.certificate.chain={_property_text(issued.cert_pem)}",
+            f"{prefix}.keystore.key={_property_text(issued.key_pem)}",
+        ]
+    scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    lines += [f"listener.name.sasl_ssl.scram-sha-{bits}.sasl.jaas.config={scram_login}" for bits in (256, 512)]
+    return "\n".join(lines) + "\n"
+
+
+def _property_text(pem: str) -> str:
+    """PEM text as one Java properties value: its line breaks as ``\\n`` escapes."""
+    return pem.strip().replace("\n", "\\n")
+
+
+@pytest.fixture(scope="session")
+def kafka_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    """One Kafka node with the `TlsKafka` listeners, shared by the session; started on first use only."""
+    directory = tmp_path_factory.mktemp("kafka-tls")
+    authority = CertificateAuthority.create(directory / "pki")
+    config = directory / "tls.properties"
+    config.write_text(tls_properties(authority), encoding="ascii")
+    fetch_kafka_jars()
+    with KafkaCluster(directory / "cluster", scram=True, listeners=TLS_LISTENERS, config=config) as cluster:
+        yield TlsKafka(cluster, authority)

@@ -3,7 +3,8 @@
 Load with ``pytest_plugins = ["tests.support.mosquitto"]``; the fixtures ``mosquitto``,
 ``mosquitto_password``, ``mosquitto_acl`` and ``mosquitto_tls`` each give a `MosquittoBroker` of its own, started
 from ``scripts/mosquitto`` on a free 127.0.0.1 port and stopped after the test. Mosquitto is
-installed on first use when it is missing.
+installed on first use when it is missing. `tls_broker` starts a TLS broker with certificates the test made
+(`tests.support.tls`), optionally requiring client certificates (mutual TLS).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +25,8 @@ import aiomqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from tests.support.tls import CertificateAuthority, Issued
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mosquitto"
 SUBSCRIBER_READY_TIMEOUT_S = 10.0
@@ -63,6 +67,8 @@ class MosquittoBroker:
     with_password: bool = False
     with_tls: bool = False
     with_acl: bool = False
+    with_client_certificates: bool = False
+    client_certificate: Issued | None = None  # what the test's own clients present to a mutual-TLS broker
     host: str = "127.0.0.1"
     port: int = 0
     running: bool = field(default=False, init=False)
@@ -130,7 +136,10 @@ class MosquittoBroker:
         """A client TLS context that trusts only this broker's CA (None without TLS)."""
         if self.ca_file is None:
             return None
-        return ssl.create_default_context(cafile=str(self.ca_file))
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_certificate is not None:
+            context.load_cert_chain(self.client_certificate.cert_file, self.client_certificate.key_file)
+        return context
 
     def cli_options(self) -> list[str]:
         """Connection options for mosquitto_sub / mosquitto_pub."""
@@ -139,6 +148,9 @@ class MosquittoBroker:
             options += ["-u", self.username, "-P", self.password]
         if self.ca_file is not None:
             options += ["--cafile", str(self.ca_file)]
+        if self.client_certificate is not None:
+            certificate = self.client_certificate
+            options += ["--cert", str(certificate.cert_file), "--key", str(certificate.key_file)]
         return options
 
     def _start_options(self) -> list[str]:
@@ -151,6 +163,8 @@ class MosquittoBroker:
             options.append("--tls")
         if self.with_acl:
             options.append("--acl")
+        if self.with_client_certificates:
+            options.append("--client-certificates")
         return options
 
 
@@ -309,16 +323,43 @@ def content_type_of(message: aiomqtt.Message) -> str | None:
 
 @contextlib.contextmanager
 def running_broker(
-    directory: Path, *, with_password: bool = False, with_tls: bool = False, with_acl: bool = False
+    directory: Path,
+    *,
+    with_password: bool = False,
+    with_tls: bool = False,
+    with_acl: bool = False,
+    with_client_certificates: bool = False,
 ) -> Iterator[MosquittoBroker]:
     """A started broker, stopped on exit whatever happened."""
     ensure_installed()
-    broker = MosquittoBroker(directory, with_password=with_password, with_tls=with_tls, with_acl=with_acl)
+    broker = MosquittoBroker(
+        directory,
+        with_password=with_password,
+        with_tls=with_tls,
+        with_acl=with_acl,
+        with_client_certificates=with_client_certificates,
+    )
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@contextlib.contextmanager
+def tls_broker(
+    directory: Path, authority: CertificateAuthority, server: Issued, *, client_certificates: bool = False
+) -> Iterator[MosquittoBroker]:
+    """A started TLS-only broker presenting ``server``; with ``client_certificates``, it admits only clients whose
+    certificate ``authority`` signed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(authority.ca_file, directory / "ca.crt")
+    shutil.copyfile(server.cert_file, directory / "server.crt")
+    shutil.copyfile(server.key_file, directory / "server.key")
+    with running_broker(directory, with_tls=True, with_client_certificates=client_certificates) as broker:
+        if client_certificates:
+            broker.client_certificate = authority.issue("test-subscriber", ["test-subscriber"], client=True)
+        yield broker
 
 
 @pytest.fixture
