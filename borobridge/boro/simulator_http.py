@@ -18,7 +18,8 @@ import msgspec
 
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Personality, Simulator, TokenKind
-from borobridge.settings import SimulatorSettings
+from borobridge.boro.simulator_webhooks import sending_webhooks
+from borobridge.settings import SimulatorSettings, SimulatorWebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,22 @@ async def _advance_forever(sim: Simulator, every: float) -> None:
 
 @contextlib.asynccontextmanager
 async def serve_simulator(
-    sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, advance_every: float | None = None
+    sim: Simulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    advance_every: float | None = None,
+    webhooks: SimulatorWebhookSettings | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``sim`` over HTTP while the block runs; yields the endpoint URL with the port actually bound.
 
-    With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving.
+    With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving. With
+    ``webhooks.url`` set, every record change is also sent as a webhook (``simulator_webhooks``).
     """
-    async with serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http") as base_url:
+    async with (
+        sending_webhooks(sim, webhooks or SimulatorWebhookSettings(), access_id=str(sim.user_id)),
+        serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http") as base_url,
+    ):
         if advance_every is None:
             yield base_url + ENDPOINT_PATH
             return
@@ -149,6 +159,7 @@ async def run_simulator(
     hmac_keys: Mapping[str, bytes] | None = None,
     user_id: int = 4,
     on_ready: Callable[[str], None] | None = None,
+    webhooks: SimulatorWebhookSettings | None = None,
 ) -> None:
     """Build a simulator and serve it until cancelled (Ctrl+C under ``asyncio.run`` cancels it cleanly).
 
@@ -171,7 +182,7 @@ async def run_simulator(
         retain_seconds=retain_seconds,
         user_id=user_id,
     )
-    async with serve_simulator(sim, host, port, advance_every=advance_every) as url:
+    async with serve_simulator(sim, host, port, advance_every=advance_every, webhooks=webhooks) as url:
         log.info(
             "Boro simulator serving %s (seed %d, user_id %d, personality: %s)",
             url,
