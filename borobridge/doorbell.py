@@ -46,11 +46,14 @@ class Doorbell:
             return
         self._rung.set()
 
-    async def sleep(self, stop: asyncio.Event, delay: float) -> None:
+    async def sleep(self, stop: asyncio.Event, delay: float, *, rings: bool = True) -> None:
         """Wait until ``stop`` is set, ``delay`` seconds pass, or a ring (no sooner than ``min_gap`` after the
-        previous cycle started); the next cycle starts on return and answers every ring so far."""
+        previous cycle started); the next cycle starts on return and answers every ring so far.
+
+        ``rings=False`` (a backoff after a failed cycle) waits out ``delay``: webhooks must not hasten the retries
+        of a Boro that fails."""
         deadline = self._clock() + delay
-        await _until_set([stop, self._rung], delay)
+        await _until_set([stop, self._rung] if rings else [stop], delay)
         if self._rung.is_set() and not stop.is_set() and self._clock() < deadline:
             gap = self._last_start + self._min_gap - self._clock()
             await _until_set([stop], min(gap, deadline - self._clock()))

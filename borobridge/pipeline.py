@@ -106,12 +106,12 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event, doorbell: Doorbell | None = None) -> None:
         """Poll until ``stop`` is set; the cycle in flight always finishes and commits. A ring of ``doorbell``
-        starts the next cycle early."""
+        starts the next cycle early, except during a backoff."""
         doorbell = doorbell or Doorbell()
         while not stop.is_set():
             delay = await self.poll_once()
             self._health.progress()
-            await doorbell.sleep(stop, delay)
+            await doorbell.sleep(stop, delay, rings=not self._backoff.failures)
 
     async def poll_once(self) -> float:
         """One cycle: rounds until no stream is due; returns how long to wait before the next cycle."""

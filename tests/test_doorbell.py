@@ -55,6 +55,19 @@ class CountingBoro:
             await self._changed.wait_for(lambda: self.requests >= count)
 
 
+class RefusingBoro(CountingBoro):
+    """A Boro that refuses every request with HTTP 401 (a wrong key, say), counting them."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        async with self._changed:
+            self.requests += 1
+            self._changed.notify_all()
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"unauthorized"})
+
+
 class WatchedSink:
     """A JSON-lines committer that lets a test await what it has delivered."""
 
@@ -95,15 +108,22 @@ class Bridge:
 
 @contextlib.asynccontextmanager
 async def running_bridge(
-    tmp_path: Path, sim: Simulator, *, poll_interval: float, min_gap: float
+    tmp_path: Path,
+    sim: Simulator,
+    *,
+    poll_interval: float,
+    min_gap: float,
+    boro: CountingBoro | None = None,
+    max_backoff: float = 30.0,
 ) -> AsyncIterator[Bridge]:
-    boro = CountingBoro(sim)
+    boro = boro or CountingBoro(sim)
     settings = load_settings(
         None,
         {
             "BOROBRIDGE_BORO__USER_ID": "4",
             "BOROBRIDGE_BORO__PROJECTS": f"[{', '.join(map(str, PROJECTS))}]",
             "BOROBRIDGE_BORO__POLL_INTERVAL": str(poll_interval),
+            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": str(max_backoff),
             "BOROBRIDGE_FIRST_START__MODE": "all",
         },
     )
@@ -186,3 +206,15 @@ async def test_a_webhook_makes_the_record_appear_long_before_the_poll_interval(t
         assert not bridge.sink.ids
         assert await bridge.ring() == 204
         await bridge.sink.until(lambda ids: ids >= expected_ids(sim) != set(), seconds=2.0)
+
+
+async def test_webhooks_do_not_hasten_the_retries_of_a_refusing_boro(tmp_path: Path) -> None:
+    sim = quiet_simulator()
+    refusing = RefusingBoro(sim)
+    async with running_bridge(tmp_path, sim, poll_interval=0.5, min_gap=0.0, boro=refusing) as bridge:
+        refused = bridge.boro.requests  # the first cycle was refused: the bridge now waits its longest backoff
+        answers = await asyncio.gather(*(bridge.ring() for _ in range(50)))
+        assert set(answers) == {204}
+        with pytest.raises(TimeoutError):
+            await bridge.boro.until(refused + 1, seconds=1.0)
+        assert bridge.counted("borobridge_webhook_polls_triggered_total") == 0
