@@ -11,7 +11,7 @@ from typing import Final
 
 from bench.processes import REPO, machine_load
 
-BENCHMARKS: Final = ("hotpath", "e2e", "scale", "mqtt_relay", "state_size")
+BENCHMARKS: Final = ("hotpath", "e2e", "scale", "mqtt_relay", "state_size", "doorbell")
 TIMEOUT: Final = 3600.0
 
 

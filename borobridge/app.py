@@ -27,6 +27,7 @@ from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import describe, faults_from, personality_from, serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
+from borobridge.doorbell import Doorbell
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
@@ -36,6 +37,7 @@ from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_relay import MqttRelay
 from borobridge.sinks.stream import JsonLinesSink
+from borobridge.webhooks import WebhookApp, serve_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,11 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
             health=health,
         )
         await pipeline.restore(keep_cursors=bool(settings.boro.url))
+        doorbell = await _serve_webhooks(settings, pipeline, metrics, stack)
         health.mark_restored()
         _install_signal_handlers(stop)
         async with asyncio.TaskGroup() as tasks:
-            poll = tasks.create_task(pipeline.run(stop), name="poll")
+            poll = tasks.create_task(pipeline.run(stop, doorbell), name="poll")
             if settings.kafka is not None and publisher is not None:
                 relay = MqttRelay(
                     settings.kafka, publisher, settings.name, metrics=metrics, backoff=_backoff(settings), health=health
@@ -85,6 +88,26 @@ async def _serve_health(settings: Settings, health: Health, metrics: Metrics, st
     options = settings.health
     url = await stack.enter_async_context(serve_health(health, metrics.registry, options.host, options.port))
     log.info("serving /livez, /readyz and /metrics on %s", url)
+
+
+async def _serve_webhooks(
+    settings: Settings, pipeline: Pipeline, metrics: Metrics, stack: AsyncExitStack
+) -> Doorbell | None:
+    """With ``webhook.enabled``: the doorbell its webhooks ring, once the endpoint is served."""
+    options = settings.webhook
+    if not options.enabled:
+        return None
+    doorbell = Doorbell(min_gap=options.min_gap, metrics=metrics)
+    app = WebhookApp(options, doorbell, lambda: polled_projects(settings, pipeline), metrics)
+    url = await stack.enter_async_context(serve_webhooks(app, options.host, options.port))
+    log.info("serving Boro webhooks on %s/webhooks/boro/<project_id>", url)
+    return doorbell
+
+
+def polled_projects(settings: Settings, pipeline: Pipeline) -> set[int]:
+    """The projects a webhook may name: those configured, and those discovered so far."""
+    configured = settings.boro.projects if settings.boro.projects != "all" else []
+    return {*configured, *(stream.base.project_id for stream in pipeline.streams)}
 
 
 def _sink_name(settings: Settings) -> str:
@@ -129,7 +152,7 @@ def _embedded_simulator(settings: Settings) -> AbstractAsyncContextManager[str]:
         options.seed,
         describe(simulator.personality),
     )
-    return serve_simulator(simulator, host="127.0.0.1", port=0, advance_every=0.2)
+    return serve_simulator(simulator, host="127.0.0.1", port=0, advance_every=0.2, webhooks=options.webhooks)
 
 
 def _output_path(settings: Settings) -> Path | None:

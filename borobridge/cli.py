@@ -278,6 +278,12 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--stop-seconds", type=float, metavar="SECONDS", help="how long a stopped probe stays stopped (default: 30)")
     add("--moving-records", type=float, metavar="P", help="chance per period listing that a state clears (default: 0)")
     add(
+        "--webhook-url",
+        metavar="TEMPLATE",
+        help="POST a webhook for every record change to this URL, {project_id} replaced "
+        "(e.g. http://127.0.0.1:8081/webhooks/boro/{project_id}; signing and faults: simulator.webhooks)",
+    )
+    add(
         "--fault",
         action="append",
         type=_fault,
@@ -334,6 +340,7 @@ def _simulate(args: argparse.Namespace) -> int:
             personality=personality_from(options),
             faults=faults_from(options),
             user_id=settings.boro.user_id,  # the user the bridge asks as, with the same configuration
+            webhooks=options.webhooks,
         )
     )
     return 0
@@ -346,6 +353,8 @@ def _simulator_flags(args: argparse.Namespace) -> dict[str, str]:
         f"{section}{key.upper()}": str(getattr(args, key)) for key in SIMULATOR_FLAGS if getattr(args, key) is not None
     }
     flags |= {f"{section}FAULTS__{name.upper()}": rate for name, rate in args.fault}
+    if args.webhook_url:
+        flags[f"{section}WEBHOOKS__URL"] = args.webhook_url
     return flags
 
 

@@ -91,6 +91,17 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        # Webhooks: each accepted one rings the doorbell, which starts a poll early or is coalesced into one.
+        self.webhooks_received = Counter("borobridge_webhooks_received", "Webhooks accepted", registry=reg)
+        self.webhooks_rejected = Counter(
+            "borobridge_webhooks_rejected", "Webhooks refused, by reason", ["reason"], registry=reg
+        )
+        self.polls_triggered = Counter(
+            "borobridge_webhook_polls_triggered", "Poll cycles a webhook started before the poll interval", registry=reg
+        )
+        self.webhooks_coalesced = Counter(
+            "borobridge_webhooks_coalesced", "Webhooks absorbed by a poll already waiting to start", registry=reg
+        )
         self._start_at_zero()
 
     def _start_at_zero(self) -> None:

@@ -26,6 +26,7 @@ from borobridge.boro.client import BoroClient, PageResult
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer, DeadLetter
+from borobridge.doorbell import Doorbell
 from borobridge.errors import BoroError, BridgeError
 from borobridge.events import CloudEvent, EventFactory
 from borobridge.failure_log import FailureLog
@@ -104,15 +105,14 @@ class Pipeline:
         self._saved = saved if keep_cursors else {}
         log.info("restored %d of %d stream checkpoints", len(self._saved), len(saved))
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set; the cycle in flight always finishes and commits."""
+    async def run(self, stop: asyncio.Event, doorbell: Doorbell | None = None) -> None:
+        """Poll until ``stop`` is set; the cycle in flight always finishes and commits. A ring of ``doorbell``
+        starts the next cycle early, except during a backoff."""
+        doorbell = doorbell or Doorbell()
         while not stop.is_set():
             delay = await self.poll_once()
             self._health.progress()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                continue
+            await doorbell.sleep(stop, delay, rings=not self._backoff.failures)
 
     async def poll_once(self) -> float:
         """One cycle: rounds until no stream is due; returns how long to wait before the next cycle."""

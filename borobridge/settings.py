@@ -119,6 +119,19 @@ class ReconcileSettings(Base, frozen=True):
     window: PositiveInt = 900
 
 
+class SimulatorWebhookSettings(Base, frozen=True):
+    """Webhooks the simulator sends for every record change, as a Boro project's notification profile would,
+    and how often they go wrong (probabilities 0..1 per webhook)."""
+
+    url: str | None = None
+    hmac: HmacSettings | None = None
+    lost: Probability = 0.0
+    delayed: Probability = 0.0
+    delay_seconds: NonNegativeFloat = 2.0
+    duplicated: Probability = 0.0
+    bad_signature: Probability = 0.0
+
+
 class SimulatorSettings(Base, frozen=True):
     """The built-in Boro simulator (the embedded default, and ``borobridge simulate``): its world, the reading
     of the Boro API it plays (its personality, docs/simulator.md) and its faults.
@@ -136,6 +149,7 @@ class SimulatorSettings(Base, frozen=True):
     stop_seconds: PositiveFloat = 30.0
     moving_records: Probability = 0.0
     faults: SimulatorFaultSettings = SimulatorFaultSettings()
+    webhooks: SimulatorWebhookSettings = SimulatorWebhookSettings()
 
 
 class OutputSettings(Base, frozen=True):
@@ -156,6 +170,26 @@ class HealthSettings(Base, frozen=True):
     enabled: bool = True
     host: str = "127.0.0.1"  # a pod sets 0.0.0.0 (the Helm chart does) so that probes and scrapers reach it
     port: Port = 8080
+
+
+class WebhookHmacSettings(Base, frozen=True):
+    """The APIAuth HMAC-SHA256 signature every webhook must carry; the key is given in base64 or hex."""
+
+    key: Secret
+    access_id: str | None = None
+    max_skew: PositiveFloat = 60.0
+
+
+class WebhookSettings(Base, frozen=True):
+    """The listener for Boro webhooks: each one makes the bridge poll at once (coalesced), besides the regular
+    poll interval."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # a pod sets 0.0.0.0 (the Helm chart does) so that Boro reaches it
+    port: Port = 8081
+    max_body_bytes: PositiveInt = 65_536
+    min_gap: NonNegativeFloat = 0.05
+    hmac: WebhookHmacSettings | None = None
 
 
 class KafkaSaslSettings(Base, frozen=True):
@@ -257,6 +291,7 @@ class Settings(Base, frozen=True):
     output: OutputSettings = OutputSettings()
     state: StateSettings = StateSettings()
     health: HealthSettings = HealthSettings()
+    webhook: WebhookSettings = WebhookSettings()
     logging: LoggingSettings = LoggingSettings()
     kafka: KafkaSettings | None = None
     mqtt: MqttSettings | None = None
@@ -357,10 +392,20 @@ def _cross_field_errors(raw: dict[str, Any]) -> list[str]:
     url = str(boro.get("url") or "")
     if boro.get("tls") is not None and url.lower().startswith("http://"):
         errors.append(f"boro.tls: set, but boro.url is {masked_url(url)}, which is plaintext; write https://")
-    hmac = boro.get("hmac")
-    if isinstance(hmac, dict) and isinstance(hmac.get("key"), str | int):
-        try:
-            decode_key(str(hmac["key"]))
-        except ValueError as exc:
-            errors.append(f"boro.hmac.key: {exc}")
+    for path in (("boro", "hmac"), ("webhook", "hmac"), ("simulator", "webhooks", "hmac")):
+        errors += _key_errors(raw, path)
     return errors
+
+
+def _key_errors(raw: dict[str, Any], path: tuple[str, ...]) -> list[str]:
+    """The problem with the API key at ``path``.key, if it is there and neither hex nor base64."""
+    node: Any = raw
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or not isinstance(node.get("key"), str | int):
+        return []
+    try:
+        decode_key(str(node["key"]))
+    except ValueError as exc:
+        return [f"{'.'.join(path)}.key: {exc}"]
+    return []

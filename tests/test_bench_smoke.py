@@ -64,6 +64,11 @@ def test_state_size_bench_prints_its_table() -> None:
     assert_table(output, "state size: 50 projects", series, 1)
 
 
+def test_doorbell_bench_prints_its_table() -> None:
+    output = run_bench("doorbell")
+    assert_table(output, "latency at a 5 s poll interval", ["poll only: mean ms", "webhooks: mean ms"], 0)
+
+
 @pytest.mark.kafka
 @pytest.mark.mqtt
 def test_mqtt_relay_bench_prints_its_table(kafka: KafkaCluster, mosquitto: MosquittoBroker) -> None:

@@ -109,7 +109,16 @@ def test_built_in_kinds_pass_strict_kubernetes_validation(
 def test_all_features_render_every_kind(chart: helm.Chart) -> None:
     kinds = sorted(manifest["kind"] for manifest in render(chart, values_of("all-features")))
     assert kinds == sorted(
-        ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor"]
+        [
+            "ConfigMap",
+            "Deployment",
+            "Ingress",
+            "Pod",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+        ]
         + ["KafkaTopic"] * 4
     )
 
@@ -142,6 +151,7 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         ({"config": {"boro": {"poll_interval": "fast"}}}, "/config/boro/poll_interval"),
         ({"config": {"boro": {"url": 12}}}, "/config/boro/url"),
         ({"config": {"kafka": {"topics": {"partitions": 0}}}}, "/config/kafka"),
+        ({"webhook": {"ingress": {"enabled": True}}}, "/webhook/ingress/host"),
     ],
     ids=[
         "string-port",
@@ -157,6 +167,7 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         "word-for-a-number",
         "number-for-a-url",
         "zero-partitions",
+        "ingress-without-host",
     ],
 )
 def test_schema_refuses_wrong_values(chart: helm.Chart, values: dict[str, Any], path: str) -> None:
@@ -253,13 +264,16 @@ def test_no_default_resources(chart: helm.Chart) -> None:
 def test_probes_hit_the_health_endpoints_on_the_configured_port(chart: helm.Chart) -> None:
     manifests = render(chart, values_of("all-features"))
     main = container(manifests)
-    assert main["ports"] == [{"name": "http", "containerPort": 9095, "protocol": "TCP"}]
+    assert main["ports"][0] == {"name": "http", "containerPort": 9095, "protocol": "TCP"}
     assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
-    assert only(manifests, "Service")["spec"]["ports"] == [
-        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
-    ]
+    assert only(manifests, "Service")["spec"]["ports"][0] == {
+        "name": "http",
+        "port": 8080,
+        "targetPort": "http",
+        "protocol": "TCP",
+    }
 
 
 def test_probes_are_rendered_as_given(chart: helm.Chart) -> None:
@@ -407,6 +421,35 @@ def test_monitoring_renders_the_rules_and_the_dashboard_as_documented(chart: hel
     assert dashboard["metadata"]["namespace"] == NAMESPACE
     dashboard_file = CHART_DIR.parents[1] / "docs/monitoring/grafana-dashboard.json"
     assert json.loads(dashboard["data"]["borobridge.json"]) == json.loads(dashboard_file.read_text())
+
+
+def test_webhooks_get_a_port_and_an_ingress_only_when_enabled(chart: helm.Chart) -> None:
+    defaults = render(chart, {})
+    assert [port["name"] for port in container(defaults)["ports"]] == ["http"]
+    assert [port["name"] for port in only(defaults, "Service")["spec"]["ports"]] == ["http"]
+    assert config_file(defaults)["webhook"]["enabled"] is False
+    manifests = render(chart, values_of("all-features"))
+    assert {"name": "webhook", "containerPort": 9096, "protocol": "TCP"} in container(manifests)["ports"]
+    service_ports = only(manifests, "Service")["spec"]["ports"]
+    assert {"name": "webhook", "port": 80, "targetPort": "webhook", "protocol": "TCP"} in service_ports
+    ingress = only(manifests, "Ingress")
+    assert ingress["metadata"]["name"] == f"{FULLNAME}-webhooks"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "borobridge.example.internal"
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/webhooks/boro/", "Prefix")
+    assert path["backend"]["service"] == {"name": FULLNAME, "port": {"name": "webhook"}}
+    notes = render_files(chart, values_of("all-features"))[NOTES]
+    assert f"http://{FULLNAME}.{NAMESPACE}.svc:80/webhooks/boro/<project_id>" in notes
+    assert "https://borobridge.example.internal/webhooks/boro/<project_id>" in notes
+    assert "webhooks/boro" not in render_files(chart, {})[NOTES]
+
+
+def test_an_ingress_without_the_webhook_listener_is_refused(chart: helm.Chart) -> None:
+    values = {"webhook": {"ingress": {"enabled": True, "host": "borobridge.example.internal"}}}
+    with pytest.raises(Exception, match=r"needs config\.webhook\.enabled"):
+        render(chart, values)
 
 
 def test_kafka_topics_match_the_bridge_defaults(chart: helm.Chart) -> None:

@@ -42,7 +42,7 @@ def test_every_error_is_listed_with_its_path(tmp_path: Path) -> None:
         load_settings(path, {})
     assert sorted(caught.value.errors) == [
         "bogus: unknown key; expected one of boro, first_start, health, kafka, logging, mqtt, name, output, "
-        "reconcile, simulator, state",
+        "reconcile, simulator, state, webhook",
         'boro.filter.trigger_groups[1]: expected one of eth, etr, qoe, ott, sys, scte35, got "video"',
         "boro.page_size: expected an integer <= 100, got 500",
         'boro.poll_interval: expected a number, got "fast"',

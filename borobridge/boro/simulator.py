@@ -447,7 +447,8 @@ class _Entry(msgspec.Struct):
 class _AlarmStore:
     """Records by id and the log of their changes, kept in ``updated_at`` order."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[Change], None] | None = None) -> None:
+        self._on_change = on_change
         self._entries: dict[int, _Entry] = {}
         self._by_project: dict[int, dict[int, _Entry]] = {}  # the same records per project: a listing reads its own
         self._log: list[Change] = []
@@ -529,6 +530,8 @@ class _AlarmStore:
         self._log.append(change)
         self._log_seconds.append(entry.updated_at)
         self._project_seqs.setdefault(alarm.project_id, []).append(change.seq)
+        if self._on_change is not None:
+            self._on_change(change)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -773,7 +776,8 @@ class Simulator:
         self.clock = clock
         self._world_rng = random.Random(f"boro-world-{seed}")
         self._fault_rng = random.Random(f"boro-faults-{seed}")
-        self._store = _AlarmStore()
+        self._watchers: list[Callable[[Change], None]] = []
+        self._store = _AlarmStore(self._notify)
         self._next_record_id = first_record_id
         self._pending_clears: list[tuple[float, int]] = []
         self._active_keys: set[tuple[int, str]] = set()
@@ -857,6 +861,14 @@ class Simulator:
         if self._recording is None:
             self._recording = [t for t in self.tasks() if self._alive[t.app_id] or t.app_id in self._restarts]
         return self._recording
+
+    def watch(self, watcher: Callable[[Change], None]) -> None:
+        """Call ``watcher`` with every record change from now on, as it is made (webhooks are sent from this)."""
+        self._watchers.append(watcher)
+
+    def _notify(self, change: Change) -> None:
+        for watcher in self._watchers:
+            watcher(change)
 
     # ---- ground truth --------------------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ import msgspec
 
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Personality, Simulator, TokenKind
-from borobridge.settings import SimulatorSettings
+from borobridge.boro.simulator_webhooks import sending_webhooks
+from borobridge.settings import SimulatorSettings, SimulatorWebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,19 @@ async def serve_simulator(
     advance_every: float | None = None,
     certfile: str | None = None,
     keyfile: str | None = None,
+    webhooks: SimulatorWebhookSettings | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``sim`` over HTTP while the block runs; yields the endpoint URL with the port actually bound.
 
     With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving. With
-    ``certfile`` and ``keyfile`` (PEM) it serves HTTPS.
+    ``certfile`` and ``keyfile`` (PEM) it serves HTTPS. With ``webhooks.url`` set, every record change is also sent
+    as a webhook (``simulator_webhooks``).
     """
     serving = serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http", certfile=certfile, keyfile=keyfile)
-    async with serving as base_url:
+    async with (
+        sending_webhooks(sim, webhooks or SimulatorWebhookSettings(), access_id=str(sim.user_id)),
+        serving as base_url,
+    ):
         if advance_every is None:
             yield base_url + ENDPOINT_PATH
             return
@@ -158,6 +164,7 @@ async def run_simulator(
     hmac_keys: Mapping[str, bytes] | None = None,
     user_id: int = 4,
     on_ready: Callable[[str], None] | None = None,
+    webhooks: SimulatorWebhookSettings | None = None,
 ) -> None:
     """Build a simulator and serve it until cancelled (Ctrl+C under ``asyncio.run`` cancels it cleanly).
 
@@ -180,7 +187,7 @@ async def run_simulator(
         retain_seconds=retain_seconds,
         user_id=user_id,
     )
-    async with serve_simulator(sim, host, port, advance_every=advance_every) as url:
+    async with serve_simulator(sim, host, port, advance_every=advance_every, webhooks=webhooks) as url:
         log.info(
             "Boro simulator serving %s (seed %d, user_id %d, personality: %s)",
             url,

@@ -94,3 +94,14 @@ Fails with a sentence when existingSecret is used without a name.
 {{- define "borobridge.secretName" -}}
 {{- required "existingSecret.name must name a Secret when existingSecret.env or existingSecret.mountAsFiles is set" .Values.existingSecret.name }}
 {{- end }}
+
+{{/*
+Whether the webhook listener is on, and its port inside the pod.
+*/}}
+{{- define "borobridge.webhookEnabled" -}}
+{{- if dig "webhook" "enabled" false .Values.config }}true{{ end }}
+{{- end }}
+
+{{- define "borobridge.webhookPort" -}}
+{{- dig "webhook" "port" 8081 .Values.config }}
+{{- end }}
