@@ -14,7 +14,8 @@ setting says which one the server uses.
   change before it is delivered): first the open window ``[floor - 1, ...)``; when that is full it is split at
   the latest Boro time seen into a bounded window and a new open one. A bounded window that comes back full is
   halved (the halves share their boundary second); one second with more than a page is paged, and re-read until
-  a whole pass finds nothing new, because a state that clears meanwhile leaves the window and shifts the pages.
+  a whole pass sees exactly what the pass before saw, because a state that clears meanwhile leaves the window and
+  shifts the pages: a record may slip onto a page already read.
   The window bounds are fixed while a window is read, windows are read oldest first, and the position between
   windows is always a whole boundary second, so a crash resumes at the last completed window.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
@@ -40,7 +41,7 @@ _moved = msgspec.structs.replace
 UNIX_MIN: Final = 1_000_000_000  # tokens from here on read as Unix seconds (2001-09-09)
 UNIX_MAX: Final = 10_000_000_000  # and nothing plausible lies beyond (a millisecond value does)
 MAX_LEAD: Final = 2 * 86_400  # how far a time token may run ahead of the latest record time seen
-MAX_PASSES: Final = 4  # passes over a paged one-second window while records keep moving
+MAX_PASSES: Final = 6  # passes over a paged one-second window while records keep moving
 MAX_PAGES: Final = 1_000  # a listing that claims more pages than this is cut short
 
 Order = Literal["oldest_first", "newest_first"]
@@ -58,7 +59,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     """Where one stream stands; the whole value is checkpointed, so a crash resumes from it.
 
     ``windows`` is the period read still to do, next window first; ``page`` and ``passes`` page a one-second
-    window (or the first-start snapshot), ``fresh`` tells whether the current pass found anything new.
+    window (or the first-start snapshot), ``fresh`` tells whether the current pass differs from the one before.
     """
 
     token: Token | None = None
@@ -160,7 +161,8 @@ def check_reply(position: Position, page: AlarmPage) -> None:
 
 
 def after_reply(position: Position, page: Answer, *, fresh: bool) -> Position:
-    """Where the stream stands once ``page`` (read at ``position``) was fed; ``fresh``: it yielded transitions."""
+    """Where the stream stands once ``page`` (read at ``position``) was fed; ``fresh``: it yielded transitions
+    (in a paged read: the pass so far differs from the one before)."""
     clock = _later(position.clock, page.clock)
     position = _moved(position, clock=clock)
     if position.snapshot:
@@ -279,7 +281,7 @@ def _after_snapshot_page(position: Position, page: Answer, *, fresh: bool) -> Po
     """
     if position.token is None:
         position = _moved(position, token=page.token)
-    if _more_pages(position, page):
+    if more_pages(position, page):
         return _moved(position, page=position.page + 1, fresh=position.fresh or fresh)
     if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
         return _moved(position, page=1, passes=position.passes + 1, fresh=False)  # states moved: read again
@@ -297,7 +299,7 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
 
 
 def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Position:
-    if _more_pages(position, page):
+    if more_pages(position, page):
         return _moved(position, page=position.page + 1, fresh=position.fresh or fresh)
     if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
         return _moved(position, page=1, passes=position.passes + 1, fresh=False)  # records moved: read again
@@ -341,7 +343,8 @@ def _paged(position: Position) -> bool:
     return position.page > 1 or (window.high is not None and window.high - window.low <= 1)
 
 
-def _more_pages(position: Position, page: Answer) -> bool:
+def more_pages(position: Position, page: Answer) -> bool:
+    """Whether a paged read has a page after this one (``page`` full, and the page limit not reached)."""
     return page.full and position.page < MAX_PAGES
 
 

@@ -101,8 +101,9 @@ class Stream:
         read: _PagedRead,
     ) -> FedPage:
         gathered = self._gathered.setdefault(read.lane, _Gathered())
-        fresh = gathered.add(pages)
-        after = reading.after_reply(position, answer, fresh=fresh)
+        last_page = not reading.more_pages(position, answer)
+        changed = gathered.add(pages, position.passes, last_page=last_page)
+        after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
         listings = [list(listing.values()) for listing in gathered.listings]
@@ -164,26 +165,43 @@ class _PagedRead:
 
 @dataclass
 class _Gathered:
-    """The pages of a paged read so far, every pass together: the latest version of each record."""
+    """The pages of a paged read so far, every pass together: the latest version of each record.
+
+    Each listing is kept in the order of the latest sighting of each record, so once the read is whole its
+    records stand as the last pass listed them (records it no longer saw first). A pass *changed* when it saw a
+    record the pass before did not, or missed one the pass before saw: a record that left the listing meanwhile
+    moved every record behind it, and one of them may have slipped onto a page already read.
+    """
 
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
     rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
     tasks: tuple[int, ...] = ()
+    _pass: int = 0
+    _previous: frozenset[int] | None = None  # the ids the pass before this one saw
+    _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
 
-    def add(self, pages: list[AlarmPage]) -> bool:
-        """Gather one page of each call; True when one holds a record not seen before in this read."""
+    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool) -> bool:
+        """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far."""
+        if pass_number != self._pass:
+            self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
         while len(self.listings) < len(pages):
             self.listings.append({})
-        fresh = False
+        ids: set[int] = set()
         for listing, page in zip(self.listings, pages, strict=False):
-            fresh = fresh or any(item.record.id not in listing for item in page.records)
-            listing.update((item.record.id, item) for item in page.records)
+            for item in page.records:
+                listing.pop(item.record.id, None)
+                listing[item.record.id] = item
+                ids.add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
-        return fresh
+        self._seen |= ids
+        if self._previous is None:  # the first pass: everything is news
+            return bool(ids)
+        return not ids <= self._previous or (last_page and not self._previous <= self._seen)
 
     def clear(self) -> None:
         self.listings.clear()
         self.rejected.clear()
+        self._pass, self._previous, self._seen = 0, None, set()
 
 
 @dataclass(frozen=True, slots=True)
