@@ -59,7 +59,8 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     """Where one stream stands; the whole value is checkpointed, so a crash resumes from it.
 
     ``windows`` is the period read still to do, next window first; ``page`` and ``passes`` page a one-second
-    window (or the first-start snapshot), ``fresh`` tells whether the current pass differs from the one before.
+    window, an open window whose first second is Boro's present, or the first-start snapshot; ``fresh`` tells
+    whether the current pass differs from the one before, ``pass_token`` is the token of its first page.
     """
 
     token: Token | None = None
@@ -70,6 +71,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     page: int = 1
     passes: int = 0
     fresh: bool = False
+    pass_token: Token | None = None
 
     @property
     def busy(self) -> bool:
@@ -185,7 +187,7 @@ def usable(position: Position, page: Answer) -> bool:
 
 def resumable(position: Position) -> Position:
     """The position to checkpoint: a paged read in progress starts over, since its pages are fed only whole."""
-    return _moved(position, page=1, passes=0, fresh=False) if paged(position) else position
+    return _moved(position, page=1, passes=0, fresh=False, pass_token=None) if paged(position) else position
 
 
 def same_read(before: Position, after: Position) -> bool:
@@ -293,26 +295,40 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     window, rest = position.windows[0], position.windows[1:]
     if _paged(position):
         return _after_paged_window(position, page, fresh=fresh)
+    if page.full and _in_the_present(window, position.clock, page.records):
+        return _moved(position, page=2, fresh=fresh, pass_token=page.token)
     if page.full:
         return _moved(position, windows=(*_split(window, position.clock, page.records), *rest), fresh=False)
     return _window_done(position, page)
 
 
 def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Position:
+    pass_token = page.token if position.page == 1 else position.pass_token
     if more_pages(position, page):
-        return _moved(position, page=position.page + 1, fresh=position.fresh or fresh)
+        return _moved(position, page=position.page + 1, fresh=position.fresh or fresh, pass_token=pass_token)
     if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
-        return _moved(position, page=1, passes=position.passes + 1, fresh=False)  # records moved: read again
-    return _window_done(position, page)
+        return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=None)  # read again
+    return _window_done(position, page, pass_token)
 
 
-def _window_done(position: Position, page: Answer) -> Position:
+def _window_done(position: Position, page: Answer, pass_token: Token | None = None) -> Position:
+    """The first window is read whole. An open one gives the token to continue from: the reply's, or for a paged
+    one its last pass's first page's, since a change made while later pages were read may sit on an earlier one."""
     window, rest = position.windows[0], position.windows[1:]
-    done = _moved(position, page=1, passes=0, fresh=False)
+    done = _moved(position, page=1, passes=0, fresh=False, pass_token=None)
     if window.high is None:  # the open window held every change up to the reply: its token is safe
-        token = _forward(position.token, page.token)
+        token = _forward(position.token, page.token if pass_token is None else pass_token)
         return _moved(done, windows=rest, token=token, floor=_later(position.floor, position.clock))
     return _moved(done, windows=rest, floor=_later(position.floor, window.high - 1))
+
+
+def _in_the_present(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> bool:
+    """Whether a full open window cannot be split: its page shows no change after its first second, and no reply
+    proved Boro's clock past that second. A bounded window would end in Boro's future, and a change made later in
+    that second would fall between it and the open window after it."""
+    if window.high is not None or (clock is not None and clock > window.low):
+        return False
+    return not any(item.record.trigger_time > window.low for item in records if item.record.active is not False)
 
 
 def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> tuple[Window, ...]:
@@ -338,9 +354,9 @@ def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) 
 
 
 def _paged(position: Position) -> bool:
-    """A one-second window cannot be split in time: it is read page by page."""
+    """A one-second window cannot be split in time, nor an open one in Boro's present: they are read page by page."""
     window = position.windows[0]
-    return position.page > 1 or (window.high is not None and window.high - window.low <= 1)
+    return position.page > 1 or position.passes > 0 or (window.high is not None and window.high - window.low <= 1)
 
 
 def more_pages(position: Position, page: Answer) -> bool:

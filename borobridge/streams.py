@@ -66,6 +66,7 @@ class Stream:
         gathered = self._gathered.setdefault(lane, _Gathered())
         if position.page == 1 and position.passes == 0:
             gathered.clear()
+        if gathered.tasks is None:  # the read's first page, or its second when the first was read unpaged
             gathered.tasks = tuple(sorted(self.tasks))
         return gathered.tasks
 
@@ -175,7 +176,7 @@ class _Gathered:
 
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
     rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
-    tasks: tuple[int, ...] = ()
+    tasks: tuple[int, ...] | None = None  # the tasks asked for by id, the same on every page of the read
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
@@ -201,6 +202,7 @@ class _Gathered:
     def clear(self) -> None:
         self.listings.clear()
         self.rejected.clear()
+        self.tasks = None
         self._pass, self._previous, self._seen = 0, None, set()
 
 

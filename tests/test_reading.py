@@ -95,6 +95,24 @@ def test_a_crowded_second_is_paged_and_read_again_while_records_move() -> None:
     assert reading.resumable(second).page == 1, "a crash restarts the paged read: its pages are fed only whole"
 
 
+def test_a_crowded_present_second_is_paged_open_and_never_split_into_the_future() -> None:
+    """A full open window whose records all sit in its first second, with Boro's clock not past it: a bounded
+    window [s, s + 1] would be read before the second is over and the open window after it would start at s + 1,
+    so a change made later in second s would be in neither. The open window is paged instead."""
+    present = Position(token=40, floor=NOW, clock=NOW, windows=(Window(NOW),))
+    full = page([event(i, NOW) for i in range(3)], 50, total_pages=2)
+    paging = after(present, full, fresh=False)
+    assert (paging.windows, paging.page) == ((Window(NOW),), 2), "no window reaching past Boro's clock"
+    assert reading.paged(paging)
+    again = after(paging, page([event(7, NOW)], 60, current_page=2, total_pages=2), fresh=True)
+    assert (again.windows, again.page, again.passes) == ((Window(NOW),), 1, 1)
+    assert reading.paged(again), "every pass of a paged open window is paged"
+    second = after(again, page([event(i, NOW) for i in range(3)], 70, total_pages=2), fresh=False)
+    done = after(second, page([event(7, NOW)], 80, current_page=2, total_pages=2), fresh=False)
+    assert done.windows == ()
+    assert done.token == 70, "the token of the last pass's first page: what changed during the pass is read again"
+
+
 def test_paging_passes_are_bounded() -> None:
     position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=reading.MAX_PASSES - 1)
     assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()
