@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 from collections import Counter
@@ -25,7 +26,7 @@ from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
-from borobridge.errors import FencedError, KafkaDeliveryError
+from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, load_settings
 from borobridge.sinks.kafka import KafkaSink
@@ -85,7 +86,7 @@ def resumed_at_the_end(pid: int) -> Any:
 
 
 def pause_broker_during_next_commit(sink: KafkaSink, pid: int, seconds: float) -> list[bool]:
-    """Pause the broker just before the producer asks it to commit, and resume it ``seconds`` later.
+    """Pause the broker just before the producer asks it to commit, and resume it ``seconds`` later (or never).
 
     The commit request waits in the broker's socket buffer: the bridge gives up on it, the broker commits it.
     """
@@ -97,7 +98,8 @@ def pause_broker_during_next_commit(sink: KafkaSink, pid: int, seconds: float) -
         producer.commit_transaction = commit
         os.kill(pid, signal.SIGSTOP)
         paused.append(True)
-        asyncio.get_running_loop().call_later(seconds, os.kill, pid, signal.SIGCONT)
+        if seconds < math.inf:
+            asyncio.get_running_loop().call_later(seconds, os.kill, pid, signal.SIGCONT)
         return await commit()
 
     producer.commit_transaction = paused_commit
@@ -136,6 +138,33 @@ async def test_a_commit_given_up_on_that_completes_at_the_broker_is_not_sent_aga
         assert paused, "the round was committed without the broker being paused"
         events = await poll_until_complete(pipeline, kafka, prefix, sim)
     assert not repeated(events), f"transitions committed twice: {repeated(events)[:3]}"
+    assert_exactly_once_in_order(events, sim, expected_ids(sim))
+
+
+async def test_a_commit_found_complete_only_after_the_round_was_rolled_back_stops_the_bridge(
+    kafka: KafkaCluster,
+) -> None:
+    """The broker stays paused until the round was given up on (and rolled back): the commit it completes on
+    resuming is found by the next round, which stops the bridge rather than send the events again; its restart
+    resumes after that commit."""
+    settings, prefix = kafka_settings(kafka)
+    sim = simulator_with_history(5, seed=53, projects=1, rate_per_second=20)
+    pid = broker_pid(kafka)
+    async with serve_simulator(sim) as url:
+        async with kafka_bridge(url, settings, prefix) as (pipeline, sink):
+            await pipeline.poll_once()
+            sim.advance(new_records=30)
+            paused = pause_broker_during_next_commit(sink, pid, math.inf)
+            with resumed_at_the_end(pid):
+                await pipeline.poll_once()
+            assert paused, "the round was committed without the broker being paused"
+            await kafka.wait_until_serving(1)
+            with pytest.raises(CursorAheadError, match="was committed after all; this instance stops"):
+                await poll_until_complete(pipeline, kafka, prefix, sim)
+        stopped_at = await committed_events(kafka, prefix, sim)
+        async with kafka_bridge(url, settings, prefix) as (restarted, _):
+            events = await poll_until_complete(restarted, kafka, prefix, sim)
+    assert not repeated(stopped_at), f"transitions committed twice: {repeated(stopped_at)[:3]}"
     assert_exactly_once_in_order(events, sim, expected_ids(sim))
 
 
