@@ -15,7 +15,8 @@
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
     │   │   └── MqttRefusedError     the broker refused a publish (MQTT 5 reason code >= 0x80); .topic, .reason
     │   └── TopicPolicyError         an existing topic has the wrong cleanup policy (retriable = False)
-    ├── FencedError                  another instance took over the transactional id (retriable = False)
+    ├── FencedError                  another instance took over the transactional id or moved a cursor
+    ├── CursorAheadError             a round rolled back was committed after all: stop, restart from Kafka
     └── CheckpointError              the cursor store could not be read or written
 
 Third-party exceptions are translated once, at the boundary where they are caught, with the cause chained.
@@ -158,9 +159,15 @@ class TopicPolicyError(SinkError):
 
 
 class FencedError(BridgeError):
-    """Another instance with the same bridge name took over; this one must stop."""
+    """Another instance with the same bridge name took over, or moved a cursor meanwhile; this one must stop."""
 
     kind = "fenced"
+
+
+class CursorAheadError(BridgeError):
+    """A round given up on was committed after all, once this instance had rolled it back: it stops to restart."""
+
+    kind = "cursor_ahead"
 
 
 class CheckpointError(BridgeError):

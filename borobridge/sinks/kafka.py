@@ -20,16 +20,17 @@ from typing import Any, Final, Self, TypeVar
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import IllegalOperation, InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, InvalidProducerEpoch, KafkaConnectionError, KafkaError, ProducerFenced
 
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, DeadLetter
-from borobridge.errors import CheckpointError, FencedError, KafkaDeliveryError
+from borobridge.errors import CheckpointError, CursorAheadError, FencedError, KafkaDeliveryError
 from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.schemas import documents
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_batches import Record, send_in_batches
 from borobridge.sinks.kafka_connection import connection_options, connection_problem
+from borobridge.sinks.kafka_cursors import CommittedCursors
 from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 RESTORE_TIMEOUT: Final = 120.0
 STOP_TIMEOUT: Final = 10.0
+CANCEL_GRACE: Final = 1.0
 _CHECKPOINT_DECODER: Final = msgspec.json.Decoder(Checkpoint)
 _CHECKPOINT_ENCODER: Final = msgspec.json.Encoder()
 
@@ -61,6 +63,8 @@ class KafkaSink:
         self._producer: Any = None
         self._topics: TopicManager | None = None
         self._event_topics: dict[str, str] = {}  # project → events topic name
+        self._cursors = CommittedCursors()
+        self._unchecked = False  # a new producer that sent nothing yet, the cursors not re-read since it started
 
     async def __aenter__(self) -> Self:
         if self._producer is not None:
@@ -69,7 +73,7 @@ class KafkaSink:
             await self._start()
         except BaseException as exc:
             await self._stop()
-            if isinstance(exc, KafkaError):
+            if isinstance(exc, KafkaError | TimeoutError):
                 problem = await connection_problem(self._settings, exc)
                 raise KafkaDeliveryError(f"cannot start Kafka clients: {problem}") from exc
             raise
@@ -82,25 +86,43 @@ class KafkaSink:
 
     async def restore(self) -> dict[str, Checkpoint]:
         """Read the checkpoint topic to its end (read_committed); the latest record of each stream wins."""
-        consumer = AIOKafkaConsumer(isolation_level="read_committed", enable_auto_commit=False, **self._options)
-        await consumer.start()
         try:
-            return await asyncio.wait_for(self._read_checkpoints(consumer), RESTORE_TIMEOUT)
+            found = await self._committed_checkpoints(RESTORE_TIMEOUT)
         except TimeoutError as exc:
             raise CheckpointError(
                 f"could not read {self._settings.topics.checkpoints} to its end within {RESTORE_TIMEOUT:.0f} s"
             ) from exc
+        self._cursors.restored(found)
+        self._unchecked = False  # read after the producer started: nobody can have moved them since
+        return found
+
+    async def _committed_checkpoints(self, seconds: float) -> dict[str, Checkpoint]:
+        """The checkpoint topic read to its end by a consumer of its own; TimeoutError past ``seconds``."""
+        consumer = AIOKafkaConsumer(isolation_level="read_committed", enable_auto_commit=False, **self._options)
+        try:
+            async with asyncio.timeout(seconds):
+                await consumer.start()
+                return await self._read_checkpoints(consumer)
         finally:
             await asyncio.sleep(0)  # aiokafka re-raises the cancellation of a coordinator task that never ran
-            await consumer.stop()
+            await _stop_quietly(consumer)
 
     async def deliver(self, batch: Batch) -> None:
-        """Send the whole batch (atomically in transactional mode), or raise and leave nothing visible."""
-        projects = {event.attributes["project"] for event in batch.events}
-        await self._topic_manager().ensure([event_topic(self._settings.topics, int(p)) for p in sorted(projects)])
+        """Send the whole batch (atomically in transactional mode), or raise and leave nothing visible.
+
+        A batch whose commit Kafka did not confirm counts as delivered when a new producer finds its checkpoints
+        committed after all.
+        """
+        await self._ensure_event_topics(batch)
         producer = await self._ready_producer()
+        if await self._adopt_committed():
+            raise CursorAheadError(
+                "a round that Kafka did not confirm within kafka.delivery_timeout_ms was committed after all; "
+                "this instance stops so that its restart resumes after it"
+            )
+        stamped = _stamped(batch)
         try:
-            await _bounded(self._send_batch(producer, batch), self._settings.delivery_timeout_ms / 1000)
+            await _bounded(self._send_batch(producer, stamped), self._timeout)
         except (KafkaError, IllegalOperation, TimeoutError) as exc:
             if (fence := _fence(producer, exc)) is not None:
                 _retrieve_failures(producer)
@@ -108,8 +130,51 @@ class KafkaSink:
                     f"another borobridge instance named {self._name!r} took over transactional id "
                     f"{transactional_id(self._name)!r}; this one stops"
                 ) from fence
+            self._cursors.given_up(stamped.checkpoints)
             await self._discard_producer()  # its successor takes the transactional id back: never after a fence
+            if await self._committed_after_all():
+                log.warning("Kafka committed a round of %d events after all; it is not sent again", len(batch.events))
+                return
             raise KafkaDeliveryError(f"Kafka did not accept a batch of {len(batch.events)} events: {exc!r}") from exc
+        self._cursors.committed(stamped.checkpoints)
+
+    @property
+    def _timeout(self) -> float:
+        return self._settings.delivery_timeout_ms / 1000
+
+    async def _ensure_event_topics(self, batch: Batch) -> None:
+        projects = sorted({event.attributes["project"] for event in batch.events})
+        ensuring = self._topic_manager().ensure([event_topic(self._settings.topics, int(p)) for p in projects])
+        try:
+            await _bounded(ensuring, self._timeout)
+        except TimeoutError as exc:
+            raise KafkaDeliveryError(f"cannot inspect or create Kafka topics: {exc}") from exc
+
+    async def _committed_after_all(self) -> bool:
+        """Whether the round just given up on was committed, asked at once through a new producer."""
+        try:
+            await self._ready_producer()
+            return await self._adopt_committed()
+        except KafkaDeliveryError:
+            return False  # asked again before the next round
+
+    async def _adopt_committed(self) -> bool:
+        """Re-read the cursors once a new producer fenced every other; True when the round in doubt went through.
+
+        The producer's start ends every transaction of the transactional id (committing one already being
+        committed), so what is read now stays until this instance writes again.
+        """
+        if not self._unchecked or not self._settings.transactional or not self._cursors.tracked:
+            return False
+        try:
+            found = await self._committed_checkpoints(self._timeout)
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaDeliveryError(
+                f"cannot read the committed cursors from {self._settings.topics.checkpoints}: {exc!r}"
+            ) from exc
+        went_through = self._cursors.adopt(found, self._name)
+        self._unchecked = False
+        return went_through
 
     async def _send_batch(self, producer: Any, batch: Batch) -> None:
         if self._settings.transactional:
@@ -124,35 +189,40 @@ class KafkaSink:
         if self._producer is None:
             producer = AIOKafkaProducer(**self._producer_options())
             try:
-                await _bounded(producer.start(), self._settings.delivery_timeout_ms / 1000)
+                await _bounded(producer.start(), self._timeout)
             except (KafkaError, TimeoutError) as exc:
                 await _stop_quietly(producer)
                 problem = await connection_problem(self._settings, exc)
                 raise KafkaDeliveryError(f"cannot restart the Kafka producer: {problem}") from exc
             self._producer = producer
+            self._unchecked = True
         return self._producer
 
     async def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             _retrieve_failures(producer)
+            await _stop_sender(producer)
+            _give_up_pending(producer)
+            _retrieve_failures(producer)
             await _stop_quietly(producer)
             _retrieve_failures(producer)  # stopping fails what was still queued, and may renew the waiter
 
     async def _start(self) -> None:
         self._admin = AIOKafkaAdminClient(**self._options)
-        await self._admin.start()
+        await _bounded(self._admin.start(), self._timeout)
         self._topics = TopicManager(self._admin, self._settings.topics)
-        await self._topics.ensure(fixed_topics(self._settings.topics))
-        await self._publish_schemas(await self._ready_producer())
+        await _bounded(self._topics.ensure(fixed_topics(self._settings.topics)), self._timeout)
+        await _bounded(self._publish_schemas(await self._ready_producer()), self._timeout)
 
     async def _stop(self) -> None:
         await self._discard_producer()
         if _abandoned:  # work given up on may end now that the broker answers again; let it close its connections
             await asyncio.wait(list(_abandoned), timeout=STOP_TIMEOUT)
-        if self._admin is not None:
-            await self._admin.close()
-            self._admin = None
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                await _bounded(admin.close(), STOP_TIMEOUT)
 
     def _producer_options(self) -> dict[str, Any]:
         settings = self._settings
@@ -230,16 +300,15 @@ class KafkaSink:
         return (self._settings.topics.active, key, value, headers)
 
     def _checkpoint_records(self, checkpoints: Iterable[Checkpoint]) -> list[Record]:
-        now = time.time()
-        return [
-            (
-                self._settings.topics.checkpoints,
-                checkpoint.stream.encode(),
-                _CHECKPOINT_ENCODER.encode(msgspec.structs.replace(checkpoint, committed_at=now)),
-                [],
-            )
-            for checkpoint in checkpoints
-        ]
+        topic = self._settings.topics.checkpoints
+        return [(topic, c.stream.encode(), _CHECKPOINT_ENCODER.encode(c), []) for c in checkpoints]
+
+
+def _stamped(batch: Batch) -> Batch:
+    """The batch with its checkpoints stamped with the time of this attempt, which tells its records apart."""
+    now = time.time()
+    checkpoints = [msgspec.structs.replace(checkpoint, committed_at=now) for checkpoint in batch.checkpoints]
+    return Batch(events=batch.events, dead_letters=batch.dead_letters, checkpoints=checkpoints)
 
 
 def _binary(event: CloudEvent) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -277,10 +346,52 @@ def _fence(producer: Any, error: BaseException) -> BaseException | None:
     return next((cause for cause in chain if isinstance(cause, _FENCES)), None)
 
 
-async def _stop_quietly(producer: Any) -> None:
-    """Stop a producer that already failed; a stop that fails or hangs too changes nothing."""
+async def _stop_quietly(client: Any) -> None:
+    """Stop a producer or consumer that may have failed; a stop that fails or hangs too changes nothing.
+
+    A stop that fails half-way (the sender re-raises what its last request met) leaves the connections and the
+    metadata task open: they are closed in any case.
+    """
+    with contextlib.suppress(KafkaError, TimeoutError, OSError, AssertionError):  # aiokafka asserts its states
+        await _bounded(client.stop(), STOP_TIMEOUT)
+    connections = client.client if isinstance(client, AIOKafkaProducer) else client._client  # the consumer's
     with contextlib.suppress(KafkaError, TimeoutError, OSError):
-        await _bounded(producer.stop(), STOP_TIMEOUT)
+        await _bounded(connections.close(), STOP_TIMEOUT)
+
+
+async def _stop_sender(producer: Any) -> None:
+    """Stop a discarded producer's sender and its requests in flight, so that no answer changes its state any more.
+
+    Cancelled, aiokafka's sender waits for its requests in flight, and one that looks for the transaction
+    coordinator retries without end while the broker is down: they are cancelled first. aiokafka offers no public
+    view of them; they are the sender routine's ``tasks``.
+    """
+    sender = producer._sender.sender_task
+    if sender is None:
+        return
+    frame = sender.get_coro().cr_frame
+    in_flight: list[asyncio.Task[Any]] = list(frame.f_locals.get("tasks", ())) if frame is not None else []
+    for task in [sender, *in_flight]:
+        task.add_done_callback(_retrieve)  # what they met has been reported with the round, or is of no interest
+        task.cancel()
+    await asyncio.wait([sender, *in_flight], timeout=STOP_TIMEOUT)
+
+
+def _give_up_pending(producer: Any) -> None:
+    """Fail what a discarded producer still has queued or awaits, as its sender would if it stopped on an error.
+
+    Its stop waits until every queued batch is delivered, and a commit waits for the coordinator without limit:
+    with the broker down neither ends, and a stop given up on leaves the producer's connections and tasks open.
+    """
+    given_up = KafkaConnectionError("the producer was discarded after a failed round")
+    accumulator = producer._message_accumulator  # aiokafka offers no public way to drop queued batches
+    for batch in [*(b for queued in accumulator._batches.values() for b in queued), *accumulator._pending_batches]:
+        batch.future.add_done_callback(_retrieve)  # its waiter gave up on it: shield() then stops retrieving
+    accumulator.fail_all(given_up)
+    transactions = producer._txn_manager
+    waiter = None if transactions is None else transactions._transaction_waiter
+    if waiter is not None and not waiter.done():
+        transactions.fatal_error(given_up)
 
 
 def _retrieve_failures(producer: Any) -> None:
@@ -318,8 +429,14 @@ async def _bounded(work: Coroutine[Any, Any, T], seconds: float) -> T:
     task = asyncio.ensure_future(work)
     done, _ = await asyncio.wait([task], timeout=seconds)
     if done:
+        if task.cancelled():  # by aiokafka itself: a stop that cancels its sender re-raises that cancellation
+            raise TimeoutError("Kafka work was cancelled before it ended")
         return task.result()
     task.cancel()
+    await asyncio.wait([task], timeout=CANCEL_GRACE)  # most work ends at once: no stop may run beside it
+    if task.done():
+        _forget(task)
+        raise TimeoutError(f"no answer from Kafka within {seconds:g} s")
     _abandoned.add(task)
     task.add_done_callback(_forget)
     raise TimeoutError(f"no answer from Kafka within {seconds:g} s")

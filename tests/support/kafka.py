@@ -150,6 +150,10 @@ class KafkaCluster:
         await self._run_async("start-node", "--node", str(node))
         await self._wait_until_serving([node])
 
+    async def wait_until_serving(self, node: int) -> None:
+        """Wait until a node that was paused (SIGSTOP, SIGCONT) serves its metadata again."""
+        await self._wait_until_serving([node])
+
     async def restart_node(self, node: int, *, kill: bool = False) -> None:
         """Stop one node and start it again on the same ports with the same data."""
         await self.stop_node(node, kill=kill)

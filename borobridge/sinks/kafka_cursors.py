@@ -1,0 +1,62 @@
+"""What the Kafka committer knows it committed, checked against what the checkpoint topic says.
+
+A new producer takes the transactional id back from whichever instance holds it (aiokafka asks for a producer id
+without an epoch, so the broker cannot tell a stale instance from a live one), and a commit the bridge gave up
+on may still complete at the broker. Before a new producer sends anything, the committer re-reads the committed
+cursors and compares them with these: the same means nothing happened meanwhile; the cursors of the round given
+up on mean that round was committed after all; anything else means another instance moved them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from borobridge.checkpoint import Checkpoint
+from borobridge.errors import FencedError
+
+
+class CommittedCursors:
+    """The checkpoint of each stream as this instance last read or committed it, and the round in doubt."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Checkpoint] | None = None  # None: never restored, nothing to compare with
+        self._in_doubt: dict[str, Checkpoint] = {}
+
+    @property
+    def tracked(self) -> bool:
+        """The cursors were restored: a re-read can be compared with them."""
+        return self._known is not None
+
+    def restored(self, found: Mapping[str, Checkpoint]) -> None:
+        """The cursors as read from the checkpoint topic (read_committed, to its end)."""
+        self._known = dict(found)
+        self._in_doubt = {}
+
+    def committed(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """The broker confirmed a round that wrote these checkpoints."""
+        if self._known is not None:
+            self._known |= {checkpoint.stream: checkpoint for checkpoint in checkpoints}
+        self._in_doubt = {}
+
+    def given_up(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """A round that wrote these checkpoints failed without a confirmation: its commit may still complete."""
+        self._in_doubt = {checkpoint.stream: checkpoint for checkpoint in checkpoints}
+
+    def adopt(self, found: Mapping[str, Checkpoint], bridge_name: str) -> bool:
+        """Take ``found`` (a fresh re-read) as committed; True when it holds the round in doubt.
+
+        Raises FencedError when another instance moved a cursor: this one's rounds are stale.
+        """
+        if self._known is None:
+            return False
+        doubt = self._in_doubt
+        went_through = bool(doubt) and all(found.get(stream) == checkpoint for stream, checkpoint in doubt.items())
+        expected = self._known | doubt if went_through else self._known
+        for stream in sorted(expected.keys() | found.keys()):
+            if found.get(stream) != expected.get(stream):
+                raise FencedError(
+                    f"another borobridge instance named {bridge_name!r} moved the cursor of stream {stream!r}; "
+                    "this one stops"
+                )
+        self.restored(found)
+        return went_through
