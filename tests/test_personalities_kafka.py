@@ -32,9 +32,7 @@ from tests.test_kafka_fencing import committed
 from tests.test_personalities_process import (
     EVERYTHING_BUT_STOPS,
     HARDEST,
-    MOVING_RECORDS_GAP,
     SOME_FAULTS,
-    with_known_failures,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -51,10 +49,6 @@ CASES = {
     "probe_stops": (Personality(probe_stops=0.05, stop_seconds=8), Faults()),
     "combined": (EVERYTHING_BUT_STOPS, SOME_FAULTS),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
-}
-KNOWN_FAILURES = {
-    "combined": MOVING_RECORDS_GAP,
-    "hardest-with-faults": MOVING_RECORDS_GAP,
 }
 
 
@@ -78,7 +72,7 @@ def kafka_section(settings: KafkaSettings, *, outage: bool) -> dict[str, Any]:
     return section
 
 
-@pytest.mark.parametrize("case", with_known_failures(CASES, KNOWN_FAILURES))
+@pytest.mark.parametrize("case", CASES)
 async def test_every_transition_committed_once_in_order(kafka: KafkaCluster, tmp_path: Path, case: str) -> None:
     personality, faults = CASES[case]
     seed = list(CASES).index(case) + 200

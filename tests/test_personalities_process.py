@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -50,12 +48,6 @@ HARDEST = Personality(
 EVERYTHING_BUT_STOPS = msgspec.structs.replace(HARDEST, probe_stops=0.0)
 SOME_FAULTS = Faults(http_5xx=0.05, malformed=0.05, error_item=0.05, repeat=0.2, burst=0.01)
 
-# Not strict: the scenarios are random in time (kill moments, scheduling), so a run may miss the failing moment.
-MOVING_RECORDS_GAP = (
-    "known gap: a state that clears while a period is being listed (moving_records) is now and then delivered "
-    "out of its task's order, or only by the reconciliation sweep, depending on when the listing moves it"
-)
-
 CASES = {
     "timestamp": (Personality(token="timestamp"), Faults()),
     "record_time": (Personality(token="record_time"), Faults()),
@@ -83,38 +75,9 @@ CASES = {
     "hardest": (HARDEST, Faults()),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
 }
-ORDER_NOW_AND_THEN_BROKEN = (
-    "known bug, root cause not found: now and then a transition is written after a later one of its task "
-    "(seen in CI with clock-ahead and with record_time-exclusive, no stopped probe, no state moving under a listing); "
-    "every transition still arrives exactly once"
-)
-KNOWN_FAILURES = {
-    **dict.fromkeys(
-        ("timestamp", "record_time", "reply_time", "reply_time-exclusive", "record_time-exclusive"),
-        ORDER_NOW_AND_THEN_BROKEN,
-    ),
-    **dict.fromkeys(
-        ("tokens-newest_first", "periods-newest_first", "clock-behind", "clock-ahead", "probe_stops"),
-        ORDER_NOW_AND_THEN_BROKEN,
-    ),
-    "record_time-mixed-orders": ORDER_NOW_AND_THEN_BROKEN,
-    "moving_records": MOVING_RECORDS_GAP,
-    "everything-but-stops": MOVING_RECORDS_GAP,
-    "everything-but-stops-with-faults": MOVING_RECORDS_GAP,
-    "hardest": MOVING_RECORDS_GAP,
-    "hardest-with-faults": MOVING_RECORDS_GAP,
-}
 
 
-def with_known_failures(cases: Iterable[str], known: Mapping[str, str]) -> list[Any]:
-    """The case names, those of a known bridge failure marked xfail with its reason."""
-    return [
-        pytest.param(case, marks=pytest.mark.xfail(strict=False, reason=known[case])) if case in known else case
-        for case in cases
-    ]
-
-
-@pytest.mark.parametrize("case", with_known_failures(CASES, KNOWN_FAILURES))
+@pytest.mark.parametrize("case", CASES)
 async def test_every_transition_once_in_order_through_sigkills(tmp_path: Path, case: str) -> None:
     personality, faults = CASES[case]
     seed = list(CASES).index(case) + 100
