@@ -12,6 +12,7 @@
     ├── RecordError                  a record cannot become an event: it becomes a dead letter, never stops a poll
     ├── SinkError                    a sink could not deliver (retriable = True)
     │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
+    │   │   └── EventTopicError      one project's events topic cannot be created or used; .topic, .project
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
     │   │   └── MqttRefusedError     the broker refused a publish (MQTT 5 reason code >= 0x80); .topic, .reason
     │   └── TopicPolicyError         an existing topic has the wrong cleanup policy (retriable = False)
@@ -132,6 +133,18 @@ class KafkaDeliveryError(SinkError):
     """Kafka refused or timed out a send or a commit; the transaction was aborted."""
 
     kind = "kafka"
+
+
+class EventTopicError(KafkaDeliveryError):
+    """The events topic of one project cannot be created or has the wrong configuration; retried, as the fix
+    (a topic created by hand, an ACL, a policy) needs no restart."""
+
+    kind = "event_topic"
+
+    def __init__(self, message: str, *, topic: str, project: int) -> None:
+        self.topic = topic
+        self.project = project
+        super().__init__(message)
 
 
 class MqttDeliveryError(SinkError):

@@ -24,7 +24,14 @@ from aiokafka.errors import IllegalOperation, InvalidProducerEpoch, KafkaConnect
 
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, DeadLetter
-from borobridge.errors import CheckpointError, CursorAheadError, FencedError, KafkaDeliveryError
+from borobridge.errors import (
+    CheckpointError,
+    CursorAheadError,
+    EventTopicError,
+    FencedError,
+    KafkaDeliveryError,
+    TopicPolicyError,
+)
 from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.schemas import documents
 from borobridge.settings import KafkaSettings
@@ -143,12 +150,25 @@ class KafkaSink:
         return self._settings.delivery_timeout_ms / 1000
 
     async def _ensure_event_topics(self, batch: Batch) -> None:
-        projects = sorted({event.attributes["project"] for event in batch.events})
-        ensuring = self._topic_manager().ensure([event_topic(self._settings.topics, int(p)) for p in projects])
+        projects = sorted({int(event.attributes["project"]) for event in batch.events})
         try:
-            await _bounded(ensuring, self._timeout)
+            await _bounded(self._ensure_each_event_topic(projects), self._timeout)
         except TimeoutError as exc:
             raise KafkaDeliveryError(f"cannot inspect or create Kafka topics: {exc}") from exc
+
+    async def _ensure_each_event_topic(self, projects: list[int]) -> None:
+        """A topic refused is one project's problem, fixed without a restart: a retriable error naming both."""
+        for project in projects:
+            spec = event_topic(self._settings.topics, project)
+            try:
+                await self._topic_manager().ensure([spec])
+            except TopicPolicyError as exc:
+                raise EventTopicError(
+                    f"project {project}: its events topic {spec.name} cannot be used ({exc}); "
+                    "nothing is lost, the round is retried with backoff until the topic is fixed",
+                    topic=spec.name,
+                    project=project,
+                ) from exc
 
     async def _committed_after_all(self) -> bool:
         """Whether the round just given up on was committed, asked at once through a new producer."""
