@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any, Final
 
@@ -77,6 +78,24 @@ async def tls_problem(settings: KafkaSettings) -> str | None:
     servers = bootstrap_servers(settings.bootstrap_servers)
     problems = await asyncio.gather(*(tls.probe(*_host_port(server), context, "kafka.tls") for server in servers))
     return next((problem for problem in problems if problem is not None), None)
+
+
+async def any_reachable(settings: KafkaSettings, seconds: float) -> bool:
+    """Whether any bootstrap server accepts a TCP connection within ``seconds``."""
+    servers = [_host_port(server) for server in bootstrap_servers(settings.bootstrap_servers)]
+    return any(await asyncio.gather(*(_accepts(host, port, seconds) for host, port in servers)))
+
+
+async def _accepts(host: str, port: int, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _host_port(server: str) -> tuple[str, int]:
