@@ -1,4 +1,5 @@
-"""Connection options shared by every aiokafka client of the bridge (producer, consumers, admin)."""
+"""Connection options shared by every aiokafka client of the bridge (producer, consumers, admin), and what is wrong
+when the brokers cannot be reached."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import contextlib
 import re
 from typing import Any, Final
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
 from borobridge import tls
-from borobridge.errors import ConfigError
+from borobridge.errors import ConfigError, KafkaDeliveryError
 from borobridge.settings import KafkaSettings
 
 _SERVER: Final = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$")
@@ -32,6 +36,22 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl.username
         options["sasl_plain_password"] = settings.sasl.password.reveal()
     return options
+
+
+async def cluster_brokers(settings: KafkaSettings) -> list[str]:
+    """The brokers the cluster's metadata lists, as ``host:port``, read within ``kafka.request_timeout_ms``."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    try:
+        async with asyncio.timeout(settings.request_timeout_ms / 1000):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+    except (KafkaError, TimeoutError) as exc:
+        problem = await connection_problem(settings, exc)
+        raise KafkaDeliveryError(f"cannot read Kafka metadata: {problem}") from exc
+    finally:
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await admin.close()
+    return [f"{broker['host']}:{broker['port']}" for broker in cluster["brokers"]]
 
 
 def bootstrap_servers(text: str) -> list[str]:
