@@ -28,6 +28,7 @@ from borobridge.boro.simulator_http import describe, faults_from, personality_fr
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
+from borobridge.errors import KafkaUnreachableError
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
@@ -37,6 +38,7 @@ from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_relay import MqttRelay
 from borobridge.sinks.stream import JsonLinesSink
+from borobridge.starting import Starting
 from borobridge.webhooks import WebhookApp, serve_webhooks
 
 log = logging.getLogger(__name__)
@@ -51,15 +53,19 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     async with AsyncExitStack() as stack:
         metrics = Metrics()
-        health = Health(poll_interval=settings.boro.poll_interval)
+        health = Health(poll_interval=settings.boro.poll_interval, sink_bound=delivery_bound(settings))
         metrics.follow_readiness(health.readiness)
         metrics.poll_interval.set(settings.boro.poll_interval)
         if settings.health.enabled:
             await _serve_health(settings, health, metrics, stack)
+        _install_signal_handlers(stop)
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
         http = await stack.enter_async_context(BoroHttpClient(settings.boro, metrics.boro_request_seconds))
         publisher = await _mqtt_publisher(settings, stack)
-        committer = await _committer(settings, stack, publisher)
+        committer = await _committer(settings, stack, publisher, Starting(health, stop, _backoff(settings)))
+        if committer is None:
+            log.info("borobridge stopped before Kafka could be reached")
+            return
         sink = ReportingCommitter(committer, health, _sink_name(settings), metrics=metrics)
         pipeline = Pipeline(
             BoroClient(http, settings.boro, url=url),
@@ -72,7 +78,6 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
         await pipeline.restore(keep_cursors=bool(settings.boro.url))
         doorbell = await _serve_webhooks(settings, pipeline, metrics, stack)
         health.mark_restored()
-        _install_signal_handlers(stop)
         async with asyncio.TaskGroup() as tasks:
             poll = tasks.create_task(pipeline.run(stop, doorbell), name="poll")
             if settings.kafka is not None and publisher is not None:
@@ -116,10 +121,24 @@ def _sink_name(settings: Settings) -> str:
     return "mqtt" if settings.mqtt is not None else "output"
 
 
-async def _committer(settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None) -> Committer:
-    """Kafka when configured; else JSON lines with a local cursor file, behind MQTT when that is configured."""
+def delivery_bound(settings: Settings) -> float | None:
+    """How long a delivery may go unconfirmed before /readyz turns 503: a poll interval plus the sink's own limit
+    (so at most two poll intervals after a sink goes down, plus that limit); the default for the local file."""
+    poll_interval = settings.boro.poll_interval
     if settings.kafka is not None:
-        return await stack.enter_async_context(KafkaSink(settings.kafka, settings.name))
+        return poll_interval + settings.kafka.delivery_timeout_ms / 1000
+    if settings.mqtt is not None:
+        return poll_interval + settings.mqtt.publish_timeout
+    return None
+
+
+async def _committer(
+    settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None, starting: Starting
+) -> Committer | None:
+    """Kafka when configured (None: stopped before it could be reached); else JSON lines with a local cursor
+    file, behind MQTT when that is configured."""
+    if (kafka := settings.kafka) is not None:
+        return await starting.enter(stack, lambda: KafkaSink(kafka, settings.name), "kafka", KafkaUnreachableError)
     sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
     stack.callback(sink.close)
     return MqttDirectSink(publisher, sink) if publisher is not None else sink

@@ -50,10 +50,13 @@ CHECK_EPILOG: Final = """\
 examples:
   borobridge check-config borobridge.yaml
   BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS=kafka-0:9092 borobridge check-config borobridge.yaml
+  borobridge check-config --connect borobridge.yaml
 
 Besides types and ranges it refuses what would fail at run time: a malformed boro.url, unknown fields in
 topic templates, kafka.bootstrap_servers that are not host:port, a state.path that cannot be written
-(without Kafka), a first_start.since in the future. Exit status: 0 valid, 2 invalid.
+(without Kafka), a first_start.since in the future. With --connect it then reaches each configured dependency
+and prints one line each: "boro  ok: ...", "kafka failed: <reason>", "mqtt  ok: ...".
+Exit status: 0 valid, 1 a dependency failed (--connect), 2 invalid.
 """
 
 TAIL_EPILOG: Final = """\
@@ -149,6 +152,12 @@ def _add_check_config(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     check.add_argument(
         "file", type=Path, metavar="FILE", help="YAML configuration file; BOROBRIDGE_* variables apply too"
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach Boro (one ProjectsList), Kafka (metadata) and MQTT (a connection): one line each, "
+        "exit status 1 if any failed",
     )
     check.set_defaults(handler=_check_config)
 
@@ -447,7 +456,16 @@ def _check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.file, os.environ)
     check_runtime(settings)
     print(yaml.safe_dump(settings_to_builtins(settings), sort_keys=False), end="")
-    return 0
+    return _connect(settings) if args.connect else 0
+
+
+def _connect(settings: Settings) -> int:
+    from borobridge.connections import check_connections  # noqa: PLC0415 - only --connect does I/O
+
+    outcomes = asyncio.run(check_connections(settings))
+    for outcome in outcomes:
+        print(outcome.line())
+    return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
 def _schemas(args: argparse.Namespace) -> int:

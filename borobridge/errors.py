@@ -12,7 +12,8 @@
     ├── RecordError                  a record cannot become an event: it becomes a dead letter, never stops a poll
     ├── SinkError                    a sink could not deliver (retriable = True)
     │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
-    │   │   └── EventTopicError      one project's events topic cannot be created or used; .topic, .project
+    │   │   ├── EventTopicError      one project's events topic cannot be created or used; .topic, .project
+    │   │   └── KafkaUnreachableError  no broker answers at start-up: retried, unlike a refusal (TLS, SASL)
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
     │   │   └── MqttRefusedError     the broker refused a publish (MQTT 5 reason code >= 0x80); .topic, .reason
     │   └── TopicPolicyError         an existing topic has the wrong cleanup policy (retriable = False)
@@ -145,6 +146,10 @@ class EventTopicError(KafkaDeliveryError):
         self.topic = topic
         self.project = project
         super().__init__(message)
+
+
+class KafkaUnreachableError(KafkaDeliveryError):
+    """No bootstrap server could be reached (or none answered in time) while the Kafka clients started."""
 
 
 class MqttDeliveryError(SinkError):

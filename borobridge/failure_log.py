@@ -8,8 +8,9 @@ there is compared by :func:`signature`, so a different failure is said again, an
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
-from borobridge.errors import BoroHTTPError, BoroReplyError, BridgeError
+from borobridge.errors import BoroHTTPError, BoroReplyError, BridgeError, SinkError
 
 
 def signature(error: BridgeError) -> str:
@@ -18,6 +19,8 @@ def signature(error: BridgeError) -> str:
         return f"{error.method}: {error.problem}"
     if isinstance(error, BoroHTTPError):
         return f"HTTP {error.status}"
+    if isinstance(error, SinkError):  # one outage fails each attempt with other details: the sink's kind says it
+        return error.kind
     return str(error)
 
 
@@ -28,10 +31,19 @@ class FailureLog:
         self._logger = logger
         self._failing: dict[str, str] = {}
 
-    def failed(self, key: str, error: BridgeError, message: str, *args: object, once: bool = True) -> None:
+    def failed(
+        self,
+        key: str,
+        error: BridgeError,
+        message: str,
+        *args: object,
+        once: bool = True,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
         """Log ``message``: at WARNING, or at DEBUG when ``once`` and ``key`` already failed the same way.
 
         ``once=False`` logs at WARNING every time and ends the run (such a failure is said at every attempt).
+        ``extra`` adds fields to the record (``stream``, ``project``; the error's ``kind`` is always added).
         """
         known = self._failing.get(key)
         if once:
@@ -39,7 +51,8 @@ class FailureLog:
         else:
             self._failing.pop(key, None)
         repeated = once and known == self._failing[key]
-        self._logger.log(logging.DEBUG if repeated else logging.WARNING, message, *args, stacklevel=2)
+        fields = {"kind": error.kind, **(extra or {})}
+        self._logger.log(logging.DEBUG if repeated else logging.WARNING, message, *args, stacklevel=2, extra=fields)
 
     def ended(self, key: str, message: str, *args: object) -> None:
         """``key`` works again: log ``message`` at INFO if a run of failures was said there."""

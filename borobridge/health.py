@@ -6,8 +6,10 @@
   seconds apart. A bridge that is not live is stuck and should be restarted.
 - **Ready** once the cursors are restored, while Boro polls succeed (failures younger than ``boro_grace`` are
   tolerated, except a refusal of the bridge itself, which only a fixed setting ends) and every expected sink
-  acknowledged its last delivery (failures younger than ``sink_bound`` are tolerated; a sink that never answered
-  gets ``sink_bound`` from its registration). The reason says what is wrong.
+  acknowledged its last delivery (a delivery that has not succeeded within ``sink_bound`` of the start of the first
+  one since the last success — failed or still waiting — makes it unready; a sink that never answered gets
+  ``sink_bound`` from its registration), and no dependency is still unreachable at start-up. The reason says what
+  is wrong.
 
 :func:`serve_health` serves ``GET /livez``, ``GET /readyz`` (200, or 503 with the reason as text) and
 ``GET /metrics`` (Prometheus text format, or OpenMetrics when the scraper asks for it).
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,12 +31,15 @@ from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer
 from borobridge.errors import BridgeError, ConfigError
+from borobridge.failure_log import FailureLog
 from borobridge.metrics import Metrics
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_POLL_INTERVAL: Final = 2.0
 TEXT: Final = b"text/plain; charset=utf-8"
+AWAITING: Final = "a delivery has had no answer yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,19 @@ class Health:
         self._boro_ok = False
         self._boro_failing: Failing | None = None
         self._sinks: dict[str, _Sink] = {}
+        self._unreachable: dict[str, str] = {}
+
+    def dependency_unreachable(self, name: str, reason: str) -> None:
+        """Dependency ``name`` cannot be reached at start-up; readiness names it until :meth:`dependency_reached`.
+
+        Each attempt counts as progress: a bridge that keeps trying is not stuck, and restarting it would not help.
+        """
+        self._unreachable[name] = reason
+        self.progress()
+
+    def dependency_reached(self, name: str) -> None:
+        """Dependency ``name`` answered."""
+        self._unreachable.pop(name, None)
 
     def mark_restored(self) -> None:
         """The cursors are restored; polling starts (this counts as progress)."""
@@ -96,6 +115,12 @@ class Health:
         """Readiness from now on depends on sink ``name`` acknowledging its deliveries."""
         self._sinks.setdefault(name, _Sink(registered_at=self._clock()))
 
+    def sink_delivering(self, name: str) -> None:
+        """Sink ``name`` starts a delivery: a run of trouble starts now unless one is under way already."""
+        sink = self._sink(name)
+        if sink.failing is None:
+            sink.failing = Failing(since=self._clock(), reason=AWAITING)
+
     def sink_succeeded(self, name: str) -> None:
         """Sink ``name`` acknowledged a delivery (or its restore)."""
         sink = self._sink(name)
@@ -116,6 +141,8 @@ class Health:
 
     def readiness(self) -> tuple[bool, str]:
         """``(True, "ok")``, or ``False`` with every problem found, separated by ``; ``."""
+        if self._unreachable:
+            return False, "; ".join(f"{name}: {reason}" for name, reason in self._unreachable.items())
         if not self._restored:
             return False, "restoring the stream cursors"
         problems = [*self._boro_problems(), *self._sink_problems()]
@@ -161,13 +188,17 @@ def _continue(failing: Failing | None, now: float, reason: str, fix: str | None 
 
 class ReportingCommitter:
     """Wraps a committer and tells :class:`Health` how each restore and delivery of sink ``name`` went; with
-    ``metrics``, each failure is also counted in ``borobridge_errors_total`` by its kind."""
+    ``metrics``, each failure is also counted in ``borobridge_errors_total`` by its kind.
+
+    The first failure of a run is logged once at WARNING, its end once at INFO (the poll loop says each retry).
+    """
 
     def __init__(self, committer: Committer, health: Health, name: str, *, metrics: Metrics | None = None) -> None:
         self._committer = committer
         self._health = health
         self._name = name
         self._metrics = metrics
+        self._failures = FailureLog(log)
         health.expect_sink(name)
 
     async def restore(self) -> dict[str, Checkpoint]:
@@ -176,6 +207,7 @@ class ReportingCommitter:
 
     async def deliver(self, batch: Batch) -> None:
         """Deliver through the wrapped committer."""
+        self._health.sink_delivering(self._name)
         await self._report(self._committer.deliver(batch))
 
     async def _report(self, work: Awaitable[T]) -> T:
@@ -185,8 +217,12 @@ class ReportingCommitter:
             self._health.sink_failed(self._name, str(error))
             if self._metrics is not None:
                 self._metrics.errors.labels(error.kind).inc()
+            if error.retriable:  # any other error stops the bridge, which says it on its way out
+                message = "sink %s cannot deliver: %s; retrying until it answers"
+                self._failures.failed(self._name, error, message, self._name, error)
             raise
         self._health.sink_succeeded(self._name)
+        self._failures.ended(self._name, "sink %s delivers again", self._name)
         return result
 
 

@@ -308,7 +308,10 @@ class Pipeline:
         self._due[read.stream.id] = math.inf
         message = "stream %s: read failed, position stays at %s: %s"
         where = _describe(read.position)
-        self._failures.failed(read.stream.id, error, message, read.stream.id, where, error, once=error.permanent)
+        fields = {"stream": read.stream.id, "project": read.stream.base.project_id}
+        self._failures.failed(
+            read.stream.id, error, message, read.stream.id, where, error, once=error.permanent, extra=fields
+        )
         return error
 
     def _failed(self, error: BridgeError) -> float:

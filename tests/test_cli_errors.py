@@ -106,18 +106,6 @@ def test_bootstrap_servers_without_a_port_number_are_refused_at_start(tmp_path: 
     )
 
 
-def test_unreachable_kafka_with_the_embedded_simulator(tmp_path: Path, closed_port: int) -> None:
-    config = write_config(tmp_path, {"kafka": {"bootstrap_servers": f"127.0.0.1:{closed_port}"}})
-    done = borobridge("run", "--config", str(config), cwd=tmp_path)
-    assert done.returncode == 1
-    assert without_times(done.stderr) == [
-        refused(closed_port),
-        'borobridge: cannot start Kafka clients: KafkaConnectionError("Unable to bootstrap from '
-        f"[('127.0.0.1', {closed_port}, <AddressFamily.AF_INET: 2>)]\"); check kafka.bootstrap_servers "
-        f"(127.0.0.1:{closed_port})",
-    ]
-
-
 def test_tail_with_kafka_down(tmp_path: Path, closed_port: int) -> None:
     config = write_config(tmp_path, {"kafka": {"bootstrap_servers": f"127.0.0.1:{closed_port}"}})
     done = borobridge("tail", "--config", str(config), cwd=tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,12 +17,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from borobridge.app import delivery_bound
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
-from borobridge.errors import BoroHTTPError, CheckpointError, ConfigError
+from borobridge.errors import BoroHTTPError, CheckpointError, ConfigError, KafkaDeliveryError
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
+from borobridge.settings import load_settings
 from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import simulator_with_history
 
@@ -173,6 +176,85 @@ def test_a_failing_sink_is_tolerated_for_the_bound(clock: FakeClock) -> None:
     assert health.readiness() == (False, "sink kafka failing for 75 s: cannot restart the Kafka producer: refused")
     health.sink_succeeded("kafka")
     assert health.readiness() == (True, "ok")
+
+
+def test_a_delivery_without_an_answer_is_unready_past_the_bound_from_its_start(clock: FakeClock) -> None:
+    health = ready_health(clock, sink_bound=62.0)
+    health.sink_succeeded("kafka")
+    health.sink_delivering("kafka")
+    clock.advance(62.0)
+    assert health.readiness() == (True, "ok")
+    clock.advance(1.0)
+    assert health.readiness() == (False, "sink kafka failing for 63 s: a delivery has had no answer yet")
+    health.sink_failed("kafka", "Kafka did not accept a batch of 3 events: timeout")
+    health.sink_delivering("kafka")  # the retry does not restart the clock
+    assert health.readiness() == (
+        False,
+        "sink kafka failing for 63 s: Kafka did not accept a batch of 3 events: timeout",
+    )
+    health.sink_succeeded("kafka")
+    assert health.readiness() == (True, "ok")
+
+
+def test_the_delivery_bound_is_a_poll_interval_and_the_sinks_own_limit(tmp_path: Path) -> None:
+    environ = {"BOROBRIDGE_BORO__POLL_INTERVAL": "2", "BOROBRIDGE_STATE__PATH": str(tmp_path / "state.json")}
+    assert delivery_bound(load_settings(None, environ)) is None
+    kafka = environ | {
+        "BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "BOROBRIDGE_KAFKA__DELIVERY_TIMEOUT_MS": "5000",
+    }
+    assert delivery_bound(load_settings(None, kafka)) == 7.0
+    mqtt = environ | {"BOROBRIDGE_MQTT__HOST": "127.0.0.1", "BOROBRIDGE_MQTT__PUBLISH_TIMEOUT": "3"}
+    assert delivery_bound(load_settings(None, mqtt)) == 5.0
+
+
+def test_an_unreachable_dependency_is_named_until_it_answers(clock: FakeClock) -> None:
+    health = Health(stall_after=60.0, clock=clock)
+    for _ in range(3):
+        clock.advance(50.0)
+        health.dependency_unreachable("kafka", "cannot reach 127.0.0.1:1: KafkaConnectionError('refused')")
+    assert health.liveness() == (True, "ok")
+    assert health.readiness() == (False, "kafka: cannot reach 127.0.0.1:1: KafkaConnectionError('refused')")
+    health.dependency_reached("kafka")
+    assert health.readiness() == (False, "restoring the stream cursors")
+
+
+class FlakySink:
+    """A committer that fails its first ``failures`` deliveries as a sink that is down does."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def restore(self) -> dict[str, Checkpoint]:
+        return {}
+
+    async def deliver(self, batch: Batch) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise KafkaDeliveryError(
+                f"Kafka did not accept a batch of {len(batch.events)} events: attempt {self.failures}"
+            )
+
+
+async def test_a_sink_outage_is_logged_once_and_its_end_once(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = ready_health(clock, sink_bound=5.0)
+    committer = ReportingCommitter(FlakySink(failures=5), health, "kafka")
+    caplog.set_level(logging.INFO, logger="borobridge")
+    for _ in range(5):
+        with pytest.raises(KafkaDeliveryError):
+            await committer.deliver(Batch())
+    for _ in range(3):
+        await committer.deliver(Batch())
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "borobridge.health"]
+    assert said == [
+        (
+            "WARNING",
+            "sink kafka cannot deliver: Kafka did not accept a batch of 0 events: attempt 4; retrying until it answers",
+        ),
+        ("INFO", "sink kafka delivers again"),
+    ]
 
 
 def test_every_problem_is_named(clock: FakeClock) -> None:

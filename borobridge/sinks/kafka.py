@@ -30,13 +30,20 @@ from borobridge.errors import (
     EventTopicError,
     FencedError,
     KafkaDeliveryError,
+    KafkaUnreachableError,
     TopicPolicyError,
 )
 from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.schemas import documents
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_batches import Record, send_in_batches
-from borobridge.sinks.kafka_connection import connection_options, connection_problem
+from borobridge.sinks.kafka_connection import (
+    any_reachable,
+    connection_hint,
+    connection_options,
+    connection_problem,
+    tls_problem,
+)
 from borobridge.sinks.kafka_cursors import CommittedCursors
 from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
 
@@ -81,10 +88,21 @@ class KafkaSink:
         except BaseException as exc:
             await self._stop()
             if isinstance(exc, KafkaError | TimeoutError):
-                problem = await connection_problem(self._settings, exc)
-                raise KafkaDeliveryError(f"cannot start Kafka clients: {problem}") from exc
+                raise await self._start_error(exc) from exc
             raise
         return self
+
+    async def _start_error(self, error: KafkaError | TimeoutError) -> KafkaDeliveryError:
+        """Why the clients did not start: :class:`KafkaUnreachableError` when no broker answered (retry later);
+        a refusal (a failed TLS handshake, SASL refused, or anything else from a reachable broker) as is."""
+        problem = await tls_problem(self._settings)
+        if problem is None and isinstance(error, KafkaConnectionError | TimeoutError):
+            if isinstance(error, TimeoutError) or not await any_reachable(self._settings, self._timeout):
+                return KafkaUnreachableError(f"cannot reach {self._settings.bootstrap_servers}: {error!r}")
+            if self._settings.sasl is None:
+                return KafkaUnreachableError(f"no broker at {self._settings.bootstrap_servers} answers: {error!r}")
+        problem = problem or f"{error!r}; {connection_hint(self._settings)}"
+        return KafkaDeliveryError(f"cannot start Kafka clients: {problem}")
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None

@@ -1,13 +1,18 @@
-"""Connection options shared by every aiokafka client of the bridge (producer, consumers, admin)."""
+"""Connection options shared by every aiokafka client of the bridge (producer, consumers, admin), and what is wrong
+when the brokers cannot be reached."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any, Final
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
 from borobridge import tls
-from borobridge.errors import ConfigError
+from borobridge.errors import ConfigError, KafkaDeliveryError
 from borobridge.settings import KafkaSettings
 
 _SERVER: Final = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$")
@@ -31,6 +36,22 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl.username
         options["sasl_plain_password"] = settings.sasl.password.reveal()
     return options
+
+
+async def cluster_brokers(settings: KafkaSettings) -> list[str]:
+    """The brokers the cluster's metadata lists, as ``host:port``, read within ``kafka.request_timeout_ms``."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    try:
+        async with asyncio.timeout(settings.request_timeout_ms / 1000):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+    except (KafkaError, TimeoutError) as exc:
+        problem = await connection_problem(settings, exc)
+        raise KafkaDeliveryError(f"cannot read Kafka metadata: {problem}") from exc
+    finally:
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await admin.close()
+    return [f"{broker['host']}:{broker['port']}" for broker in cluster["brokers"]]
 
 
 def bootstrap_servers(text: str) -> list[str]:
@@ -77,6 +98,24 @@ async def tls_problem(settings: KafkaSettings) -> str | None:
     servers = bootstrap_servers(settings.bootstrap_servers)
     problems = await asyncio.gather(*(tls.probe(*_host_port(server), context, "kafka.tls") for server in servers))
     return next((problem for problem in problems if problem is not None), None)
+
+
+async def any_reachable(settings: KafkaSettings, seconds: float) -> bool:
+    """Whether any bootstrap server accepts a TCP connection within ``seconds``."""
+    servers = [_host_port(server) for server in bootstrap_servers(settings.bootstrap_servers)]
+    return any(await asyncio.gather(*(_accepts(host, port, seconds) for host, port in servers)))
+
+
+async def _accepts(host: str, port: int, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _host_port(server: str) -> tuple[str, int]:
