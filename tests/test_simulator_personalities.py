@@ -535,7 +535,13 @@ def test_personalities_combine_with_faults() -> None:
 
 def test_settings_mirror_the_simulator_types() -> None:
     personality_fields = set(Personality.__struct_fields__)
-    settings_fields = set(SimulatorSettings.__struct_fields__) - {"seed", "projects", "rate_per_second", "faults"}
+    settings_fields = set(SimulatorSettings.__struct_fields__) - {
+        "seed",
+        "projects",
+        "rate_per_second",
+        "faults",
+        "webhooks",
+    }
     assert settings_fields == personality_fields - {"token"} | {"token_mode"}
     assert personality_from(SimulatorSettings()) == Personality()
     assert faults_from(SimulatorSettings()) == Faults()
