@@ -91,3 +91,20 @@ async def _wait_started(server: uvicorn.Server, serving: asyncio.Task[None], nam
             if serving.done():
                 raise RuntimeError(f"the HTTP server {name} stopped while starting") from serving.exception()
             await asyncio.sleep(0.01)
+
+
+def request_uri(scope: Scope) -> str:
+    """The request's path and query string as the client sent them (what an HMAC signature covers)."""
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name; a header sent more than once has its values joined by commas."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers

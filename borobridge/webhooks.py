@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
+from borobridge.asgi_server import Receive, Scope, Send, request_headers, request_uri, serve_asgi
 from borobridge.boro import hmac_auth
 from borobridge.doorbell import Doorbell
 from borobridge.errors import ConfigError
@@ -123,8 +123,8 @@ class WebhookApp:
             return None
         return hmac_auth.verify(
             scope["method"],
-            _request_uri(scope),
-            _headers(scope),
+            request_uri(scope),
+            request_headers(scope),
             body,
             keys=self._keys,
             now=self._clock(),
@@ -160,7 +160,7 @@ def _signature_reason(problem: str) -> str:
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes (the rest is left unread)."""
-    declared = _headers(scope).get("content-length", "")
+    declared = request_headers(scope).get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
@@ -174,17 +174,6 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _request_uri(scope: Scope) -> str:
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else scope["path"]
-    query = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import httpx
 import msgspec
 
-from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
+from borobridge.asgi_server import Receive, Scope, Send, request_headers, request_uri, serve_asgi
 from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Personality, Simulator, TokenKind
 from borobridge.boro.simulator_webhooks import sending_webhooks
 from borobridge.settings import SimulatorSettings, SimulatorWebhookSettings
@@ -35,7 +35,7 @@ class SimulatorApp:
         if scope["type"] != "http":
             return
         body = await _read_body(receive)
-        reply = self.sim.handle(scope["method"], _request_uri(scope), _headers(scope), body)
+        reply = self.sim.handle(scope["method"], request_uri(scope), request_headers(scope), body)
         if reply.delay > 0:
             await asyncio.sleep(reply.delay)
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()]
@@ -50,21 +50,6 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _request_uri(scope: Scope) -> str:
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else scope["path"]
-    query = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
 
 
 def as_mock_transport_handler(sim: Simulator) -> Callable[[httpx.Request], httpx.Response]:
