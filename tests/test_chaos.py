@@ -133,7 +133,7 @@ def small_disk(directory: Path) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(directory)], capture_output=True, check=False
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
+        pytest.fail(f"cannot mount a tmpfs (the chaos suite runs as root): {mounted.stderr.decode(errors='replace')}")
     try:
         yield directory
     finally:

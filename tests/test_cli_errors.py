@@ -78,7 +78,7 @@ def read_only(directory: Path) -> Iterator[None]:
         immutable = subprocess.run(["chattr", "+i", str(directory)], check=False).returncode == 0
     try:
         if not immutable and os.geteuid() == 0:
-            pytest.skip("cannot make a directory read-only for root here (no chattr)")
+            pytest.fail("cannot make a directory read-only for root here: chattr (e2fsprogs) is needed")
         yield
     finally:
         if immutable:
