@@ -253,8 +253,12 @@ def _seconds_changed(records: list[DecodedRecord]) -> list[int]:
 
 
 def direction(records: Sequence[DecodedRecord]) -> int:
-    """Evidence of a listing's direction: pairs of exact change times in rising order minus those falling."""
-    exact = [item.record.trigger_time for item in records if item.record.active is not False]
+    """Evidence of a listing's direction: pairs of exact changes in rising order minus those falling.
+
+    Within one second the record ids decide: Boro numbers records as it creates them, so among events and active
+    states (whose change is their creation) a later id is a later change.
+    """
+    exact = [(item.record.trigger_time, item.record.id) for item in records if item.record.active is not False]
     return sum((a < b) - (a > b) for a, b in itertools.pairwise(exact))
 
 

@@ -166,6 +166,14 @@ def test_a_listings_direction_is_read_from_exact_change_times() -> None:
     assert [r.record.id for r in reading.in_change_order(mixed)] == [1, 2, 4, 5]
 
 
+def test_within_one_second_the_ids_of_new_records_tell_the_direction() -> None:
+    """A newest-first reply whose exact changes all share one second, with a clear at its top: the ids the records
+    got when they were created tell the direction where their times cannot, so the clear comes last."""
+    newest_first = [decoded(2, active=False, trigger_time=NOW - 20), event(14, NOW), event(13, NOW), event(11, NOW)]
+    assert [r.record.id for r in reading.in_change_order(newest_first)] == [11, 13, 14, 2]
+    assert reading.direction(newest_first) < 0
+
+
 def test_the_sweep_ends_before_the_floor() -> None:
     sweep = reading.sweep_position(Position(token=5, floor=NOW, clock=NOW + 3), 900)
     assert sweep is not None
