@@ -25,9 +25,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.e2e import (
     FIRST_PROJECT,
@@ -145,7 +147,8 @@ class ModeSamples:
     """One mode's latencies (ms) per window, its events missing, and transitions seen per second."""
 
     windows: list[list[float]] = field(default_factory=list)
-    missing: int = 0
+    unseen: list[str] = field(default_factory=list)  # not seen before the window closed
+    lost: int = 0  # not even in the topics at the end of the run
     rates: list[float] = field(default_factory=list)
     webhook_rates: list[float] = field(default_factory=list)  # webhooks the simulator sent per second
     webhooks_queued: list[float] = field(default_factory=list)  # not yet sent at the window's end
@@ -156,15 +159,33 @@ class ModeSamples:
         return [value for window in self.windows for value in window]
 
 
-def window_latencies(visible: Visibility, log: Path, poll_interval: float) -> tuple[list[float], int]:
-    """Latencies (ms) of the events seen among those created well inside the window, and how many were not seen.
+def window_latencies(visible: Visibility, log: Path, poll_interval: float) -> tuple[list[float], list[str]]:
+    """Latencies (ms) of the events seen among those created well inside the window, and the ids of those not seen.
 
     Events created in the last two intervals plus a second are left out: their slow ones could not be seen yet.
     """
     first, last = visible.started + 1.0, visible.ended - 2 * poll_interval - 1.0
     eligible = [(event, at.created) for event, at in creations(log).items() if first <= at.created <= last]
     latencies = [1000 * (visible.seen[event] - created) for event, created in eligible if event in visible.seen]
-    return latencies, len(eligible) - len(latencies)
+    return latencies, [event for event, _ in eligible if event not in visible.seen]
+
+
+async def committed_ids(bootstrap: str, partitions: list[TopicPartition]) -> set[str]:
+    """Every event id committed to ``partitions`` so far, read from the beginning (bounded)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
+    await consumer.start()
+    ids: set[str] = set()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(LINE_TIMEOUT * 4):
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                batch = await consumer.getmany(timeout_ms=500)
+                ids.update(dict(m.headers)["ce_id"].decode() for messages in batch.values() for m in messages)
+    finally:
+        await consumer.stop()
+    return ids
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -332,14 +353,17 @@ async def measure(bootstrap: str, plan: Plan) -> Results:
                         before = await sim.count()
                         visible = await visible_times(bootstrap, partitions, plan.window)
                         after = await sim.count()
-                        latencies, missing = window_latencies(visible, log, plan.poll_interval)
+                        latencies, unseen = window_latencies(visible, log, plan.poll_interval)
                         samples = modes[mode]
                         samples.windows.append(latencies)
-                        samples.missing += missing
+                        samples.unseen += unseen
                         samples.rates.append(len(visible.seen) / plan.window)
                         samples.webhook_rates.append((after.sent - before.sent) / plan.window)
                         samples.webhooks_queued.append(after.queued)
                 floods = [await flood(sim, bridge.pid, port, plan.flood_seconds, plan.poll_interval)]
+                delivered = await committed_ids(bootstrap, partitions)
+                for samples in modes.values():
+                    samples.lost = sum(event not in delivered for event in samples.unseen)
             finally:
                 await stop_process(bridge)
     return Results(plan, modes, floods)
@@ -356,7 +380,8 @@ def latency_table(results: Results) -> Table:
             per_window = [percentile(window, share) for window in samples.windows]
             table.add(Series(f"{mode}: p{round(share * 100)} latency", "ms", per_window))
         table.add(Series(f"{mode}: max latency", "ms", [max(window, default=0.0) for window in samples.windows]))
-        table.add(Series(f"{mode}: events not seen", "events", [float(samples.missing)]))
+        table.add(Series(f"{mode}: events seen only after the window", "events", [float(len(samples.unseen))]))
+        table.add(Series(f"{mode}: events lost (not in Kafka at the end)", "events", [float(samples.lost)]))
         table.add(Series(f"{mode}: webhooks sent per second", "webhooks/s", samples.webhook_rates))
         table.add(Series(f"{mode}: webhooks queued at the end", "webhooks", samples.webhooks_queued))
     webhooks = percentile(results.modes["webhooks"].pooled, 0.99)
@@ -364,7 +389,7 @@ def latency_table(results: Results) -> Table:
     half = results.modes["webhooks, half lost"]
     bound = 1000 * plan.poll_interval + LOST_MARGIN_MS
     table.checks.append(Check("webhooks, half lost: p99 latency", percentile(half.pooled, 0.99), bound, unit="ms"))
-    table.checks.append(Check("webhooks, half lost: events not seen", half.missing, 0, unit="events"))
+    table.checks.append(Check("webhooks, half lost: events lost", half.lost, 0, unit="events"))
     events = {mode: len(samples.pooled) for mode, samples in results.modes.items()}
     table.notes.append(f"events measured: {events}, {plan.rounds} windows of {plan.window:g} s per mode")
     table.notes.append(
@@ -401,12 +426,13 @@ def flood_table(results: Results) -> Table:
     return table
 
 
-async def run(*, quick: bool, bootstrap: str | None = None) -> list[Table]:
+async def run(*, quick: bool, bootstrap: str | None = None, rate: float | None = None) -> list[Table]:
     """The latency modes and the flood against one Kafka broker (started here unless ``bootstrap`` names one)."""
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # leader elections of new topics are expected
     with contextlib.ExitStack() as stack:
         bootstrap = bootstrap or stack.enter_context(kafka_broker()).bootstrap
-        results = await measure(bootstrap, QUICK if quick else FULL)
+        plan = QUICK if quick else FULL
+        results = await measure(bootstrap, plan if rate is None else replace(plan, record_rate=rate))
     return [latency_table(results), flood_table(results)]
 
 
@@ -415,8 +441,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="latency with and without webhooks, and a flood of them, on Kafka")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (a 0.25 s poll interval)")
     parser.add_argument("--bootstrap", help="use this Kafka (127.0.0.1 only) instead of starting one")
+    parser.add_argument("--rate", type=float, help=f"new records per second (default {RECORD_RATE}, quick 100)")
     options = parser.parse_args(argv)
-    for table in asyncio.run(run(quick=options.quick, bootstrap=options.bootstrap)):
+    for table in asyncio.run(run(quick=options.quick, bootstrap=options.bootstrap, rate=options.rate)):
         table.print()
 
 

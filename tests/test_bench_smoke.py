@@ -67,7 +67,7 @@ def test_state_size_bench_prints_its_table() -> None:
 @pytest.mark.kafka
 def test_doorbell_bench_prints_its_tables(kafka: KafkaCluster) -> None:
     output = run_bench("doorbell", "--bootstrap", kafka.bootstrap)
-    modes = ["poll only: p99 latency", "webhooks: p99 latency", "webhooks, half lost: events not seen"]
+    modes = ["poll only: p99 latency", "webhooks: p99 latency", "webhooks, half lost: events lost"]
     assert_table(output, "doorbell on Kafka: latency", modes, 5)
     flood = ["webhooks answered 204 per second", "Boro requests during the flood", "bridge CPU during the flood"]
     assert_table(output, "doorbell flood", flood, 5)
