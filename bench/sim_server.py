@@ -7,6 +7,12 @@ With ``--changes-log``, each change is written as ``<event id> <created> <interv
 bridge must emit for it, the moment the simulator created the record (the step that made it visible), and the
 start of the simulated interval that step covered, when the alarm it stands for fired at the earliest (a latency
 measured from it is an upper bound, by one step).
+
+With ``--webhook-url``, every change is also sent as a webhook (``borobridge.boro.simulator_webhooks``), a share
+``--webhook-lost`` of them lost. With ``--steer``, lines on stdin steer a running simulator: ``lost <share>``
+changes that share, ``rate <records/s>`` the rate of new records, and ``count`` prints ``count <requests> <peak>
+<sent> <lost> <queued>``: the Boro requests answered so far, the most in flight at once since the last
+``count``, and the webhooks sent, lost and still queued.
 """
 
 from __future__ import annotations
@@ -14,13 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from borobridge.boro.simulator import Change, Simulator
-from borobridge.boro.simulator_http import serve_simulator
+import msgspec
+
+from borobridge.asgi_server import ASGIApp, Receive, Scope, Send, serve_asgi
+from borobridge.boro.simulator import ENDPOINT_PATH, Change, Simulator
+from borobridge.boro.simulator_http import SimulatorApp
+from borobridge.boro.simulator_webhooks import WebhookSender, sending_webhooks
+from borobridge.settings import SimulatorWebhookSettings
 
 STATE_SUFFIX = {("created", "state"): "raised", ("created", "event"): "event", ("cleared", "state"): "cleared"}
 
@@ -65,6 +77,59 @@ class World:
             self._log.writelines(f"{event_id(change)} {created:.6f} {interval_start:.6f}\n" for change in changes)
 
 
+class CountingApp:
+    """The simulator's ASGI app, counting the requests it answers and the most in flight at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.requests = self.in_flight = self.peak = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.requests += 1
+
+
+class Steering:
+    """Obeys the lines read on stdin (see the module's docstring)."""
+
+    def __init__(self, sim: Simulator, app: CountingApp, sender: WebhookSender | None) -> None:
+        self._sim = sim
+        self._app = app
+        self._sender = sender
+
+    def obey(self, line: str) -> None:
+        match line.split():
+            case ["lost", share] if self._sender is not None:
+                options = self._sender._options
+                self._sender._options = msgspec.structs.replace(options, lost=float(share))
+            case ["rate", rate]:
+                self._sim.rate_per_second = float(rate)
+            case ["count"]:
+                sender = self._sender
+                sent, lost, queued = (sender.sent, sender.lost, sender._queue.qsize()) if sender else (0, 0, 0)
+                print(f"count {self._app.requests} {self._app.peak} {sent} {lost} {queued}", flush=True)
+                self._app.peak = self._app.in_flight
+            case _:
+                print(f"unknown command {line.strip()!r}", file=sys.stderr, flush=True)
+
+
+async def read_stdin(steering: Steering) -> None:
+    """Obey stdin's lines until it ends."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode():
+        steering.obey(line)
+
+
 async def serve(options: argparse.Namespace, log: TextIO | None) -> None:
     """Serve until SIGTERM or SIGINT, stepping the world."""
     world = World(options, log)
@@ -73,14 +138,24 @@ async def serve(options: argparse.Namespace, log: TextIO | None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, world.add_backlog)
-    async with serve_simulator(world.sim, "127.0.0.1", 0) as url:
-        print(f"url {url}", flush=True)
+    app = CountingApp(SimulatorApp(world.sim))
+    webhooks = SimulatorWebhookSettings(url=options.webhook_url, lost=options.webhook_lost)
+    access_id = str(world.sim.user_id)
+    async with (
+        sending_webhooks(world.sim, webhooks, access_id=access_id) as sender,
+        serve_asgi(app, "127.0.0.1", 0, name="boro-simulator-http") as base_url,
+        asyncio.TaskGroup() as tasks,
+    ):
+        steering = read_stdin(Steering(world.sim, app, sender)) if options.steer else stop.wait()
+        obeying = tasks.create_task(steering, name="steering")
+        print(f"url {base_url}{ENDPOINT_PATH}", flush=True)
         while not stop.is_set():
             world.step()
             try:
                 await asyncio.wait_for(stop.wait(), options.step)
             except TimeoutError:
                 continue
+        obeying.cancel()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backlog", type=int, default=0, help="records created at each SIGUSR1")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--changes-log", type=Path)
+    parser.add_argument("--webhook-url", help="send a webhook for every change here ({project_id} is replaced)")
+    parser.add_argument("--webhook-lost", type=float, default=0.0, help="the share of webhooks lost")
+    parser.add_argument("--steer", action="store_true", help="obey the commands read on stdin")
     return parser
 
 

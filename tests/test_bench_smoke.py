@@ -64,9 +64,13 @@ def test_state_size_bench_prints_its_table() -> None:
     assert_table(output, "state size: 50 projects", series, 1)
 
 
-def test_doorbell_bench_prints_its_table() -> None:
-    output = run_bench("doorbell")
-    assert_table(output, "latency at a 5 s poll interval", ["poll only: mean ms", "webhooks: mean ms"], 0)
+@pytest.mark.kafka
+def test_doorbell_bench_prints_its_tables(kafka: KafkaCluster) -> None:
+    output = run_bench("doorbell", "--bootstrap", kafka.bootstrap)
+    modes = ["poll only: p99 latency", "webhooks: p99 latency", "webhooks, half lost: events lost"]
+    assert_table(output, "doorbell on Kafka: latency", modes, 5)
+    flood = ["webhooks answered 204 per second", "Boro requests during the flood", "bridge CPU during the flood"]
+    assert_table(output, "doorbell flood", flood, 5)
 
 
 @pytest.mark.kafka
