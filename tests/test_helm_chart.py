@@ -84,8 +84,9 @@ def container(manifests: list[Manifest]) -> Manifest:
 
 
 def config_file(manifests: list[Manifest]) -> dict[str, Any]:
-    """The configuration file the ConfigMap holds, parsed."""
-    parsed: dict[str, Any] = yaml.safe_load(only(manifests, "ConfigMap")["data"]["config.yaml"])
+    """The configuration file the bridge's ConfigMap holds, parsed (the dashboard's ConfigMap holds none)."""
+    [config_map] = [m for m in manifests if m["kind"] == "ConfigMap" and "config.yaml" in m.get("data", {})]
+    parsed: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
     return parsed
 
 
@@ -111,10 +112,12 @@ def test_all_features_render_every_kind(chart: helm.Chart) -> None:
     assert kinds == sorted(
         [
             "ConfigMap",
+            "ConfigMap",
             "Deployment",
             "Ingress",
             "Pod",
             "PodDisruptionBudget",
+            "PrometheusRule",
             "Service",
             "ServiceAccount",
             "ServiceMonitor",
