@@ -14,27 +14,25 @@ import math
 import os
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
 from borobridge.pipeline import Pipeline
-from borobridge.settings import KafkaSettings, load_settings
+from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume
 from tests.kafka_reading import kafka_settings as unique_kafka_settings
 from tests.support.kafka import KafkaCluster
-from tests.test_kafka_delivery import event_topics
+from tests.test_kafka_delivery import event_topics, kafka_bridge_and_sink
 
 pytestmark = pytest.mark.kafka
 
@@ -50,26 +48,6 @@ def kafka_settings(kafka: KafkaCluster) -> tuple[KafkaSettings, str]:
     return unique_kafka_settings(
         kafka.bootstrap, delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=REQUEST_TIMEOUT_MS
     )
-
-
-@contextlib.asynccontextmanager
-async def kafka_bridge(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[tuple[Pipeline, KafkaSink]]:
-    """A restored pipeline delivering into Kafka, and its committer."""
-    settings = load_settings(
-        None,
-        {
-            "BOROBRIDGE_NAME": name,
-            "BOROBRIDGE_BORO__URL": url,
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-        },
-    )
-    async with httpx.AsyncClient() as http, KafkaSink(kafka, name) as sink:
-        pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test")
-        await pipeline.restore()
-        yield pipeline, sink
 
 
 def broker_pid(kafka: KafkaCluster) -> int:
@@ -129,7 +107,7 @@ async def test_a_commit_given_up_on_that_completes_at_the_broker_is_not_sent_aga
     settings, prefix = kafka_settings(kafka)
     sim = simulator_with_history(5, seed=51, projects=1, rate_per_second=20)
     pid = broker_pid(kafka)
-    async with serve_simulator(sim) as url, kafka_bridge(url, settings, prefix) as (pipeline, sink):
+    async with serve_simulator(sim) as url, kafka_bridge_and_sink(url, settings, prefix) as (pipeline, sink):
         await pipeline.poll_once()
         sim.advance(new_records=30)
         paused = pause_broker_during_next_commit(sink, pid, PAUSE_S)
@@ -151,7 +129,7 @@ async def test_a_commit_found_complete_only_after_the_round_was_rolled_back_stop
     sim = simulator_with_history(5, seed=53, projects=1, rate_per_second=20)
     pid = broker_pid(kafka)
     async with serve_simulator(sim) as url:
-        async with kafka_bridge(url, settings, prefix) as (pipeline, sink):
+        async with kafka_bridge_and_sink(url, settings, prefix) as (pipeline, sink):
             await pipeline.poll_once()
             sim.advance(new_records=30)
             paused = pause_broker_during_next_commit(sink, pid, math.inf)
@@ -162,7 +140,7 @@ async def test_a_commit_found_complete_only_after_the_round_was_rolled_back_stop
             with pytest.raises(CursorAheadError, match="was committed after all; this instance stops"):
                 await poll_until_complete(pipeline, kafka, prefix, sim)
         stopped_at = await committed_events(kafka, prefix, sim)
-        async with kafka_bridge(url, settings, prefix) as (restarted, _):
+        async with kafka_bridge_and_sink(url, settings, prefix) as (restarted, _):
             events = await poll_until_complete(restarted, kafka, prefix, sim)
     assert not repeated(stopped_at), f"transitions committed twice: {repeated(stopped_at)[:3]}"
     assert_exactly_once_in_order(events, sim, expected_ids(sim))
@@ -172,14 +150,14 @@ async def test_a_replaced_producer_stops_when_another_instance_moved_the_cursor(
     settings, prefix = kafka_settings(kafka)
     sim = simulator_with_history(5, seed=52, projects=1, rate_per_second=20)
     pid = broker_pid(kafka)
-    async with serve_simulator(sim) as url, kafka_bridge(url, settings, prefix) as (stale, _):
+    async with serve_simulator(sim) as url, kafka_bridge_and_sink(url, settings, prefix) as (stale, _):
         await stale.poll_once()
         sim.advance(new_records=30)
         os.kill(pid, signal.SIGSTOP)
         with resumed_at_the_end(pid):
             await stale.poll_once()  # gives up on its round: a timeout, not a fence
         await kafka.wait_until_serving(1)
-        async with kafka_bridge(url, settings, prefix) as (live, _):
+        async with kafka_bridge_and_sink(url, settings, prefix) as (live, _):
             await live.poll_once()
             sim.advance(new_records=30)
             await live.poll_once()

@@ -40,8 +40,8 @@ SOME_FAULTS = Faults(http_5xx=0.05, malformed=0.05, error_item=0.05, repeat=0.2,
 
 
 @contextlib.asynccontextmanager
-async def kafka_bridge(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[Pipeline]:
-    """A restored pipeline delivering into Kafka, with no local state at all."""
+async def kafka_bridge_and_sink(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[tuple[Pipeline, KafkaSink]]:
+    """A restored pipeline delivering into Kafka, with no local state at all, and its committer."""
     settings = load_settings(
         None,
         {
@@ -56,6 +56,13 @@ async def kafka_bridge(url: str, kafka: KafkaSettings, name: str) -> AsyncIterat
     async with httpx.AsyncClient() as http, KafkaSink(kafka, name) as sink:
         pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test")
         await pipeline.restore()
+        yield pipeline, sink
+
+
+@contextlib.asynccontextmanager
+async def kafka_bridge(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[Pipeline]:
+    """A restored pipeline delivering into Kafka, with no local state at all."""
+    async with kafka_bridge_and_sink(url, kafka, name) as (pipeline, _):
         yield pipeline
 
 
