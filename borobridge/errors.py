@@ -22,9 +22,12 @@
     └── CheckpointError              the cursor store could not be read or written
 
 Third-party exceptions are translated once, at the boundary where they are caught, with the cause chained.
-``retriable`` tells the poll loop whether to back off and try again or to stop. A ``permanent`` Boro error is
-retried too, but only at the longest backoff: Boro refuses the bridge (HTTP 401, 403, 404, access denied) until
-someone fixes a setting on either side, and the bridge must not hammer it meanwhile; ``fix`` names the settings.
+Three attributes are the only inputs of every retry decision (:func:`borobridge.retry.retry_delay`, used by the
+Boro client, the poll cycle, the MQTT relay and start-up alike): ``retriable`` says whether trying again can help at
+all (if not, the bridge stops), ``retry_after`` is the other side's own floor for the wait (HTTP ``Retry-After``),
+and ``permanent`` marks an error retried only at the longest backoff: Boro refuses the bridge (HTTP 401, 403, 404,
+access denied) until someone fixes a setting on either side, and the bridge must not hammer it meanwhile; ``fix``
+names the settings. Whoever raises an error sets them there, from what it knows (a status code, a reply).
 """
 
 from __future__ import annotations
@@ -34,7 +37,13 @@ class BridgeError(Exception):
     """Base of every error borobridge raises on purpose."""
 
     retriable: bool = False
+    retry_after: float | None = None
     kind: str = "bridge"
+
+    @property
+    def permanent(self) -> bool:
+        """Trying again helps only once someone changed a setting: retried at the longest backoff only."""
+        return False
 
 
 class ConfigError(BridgeError):
@@ -60,7 +69,7 @@ class BoroError(BridgeError):
 
     @property
     def permanent(self) -> bool:
-        """Boro refuses the bridge itself; retrying helps only once a setting changed."""
+        """Boro refuses the bridge itself (``fix`` names the settings); retrying helps only once one changed."""
         return self.fix is not None
 
 

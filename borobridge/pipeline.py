@@ -33,6 +33,7 @@ from borobridge.failure_log import FailureLog
 from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.reading import Position
+from borobridge.retry import retry_delay
 from borobridge.settings import Settings
 from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition
@@ -122,11 +123,12 @@ class Pipeline:
             self._due = dict.fromkeys((stream.id for stream in self._streams.values()), started)
             reads = await self._drain()
         except BridgeError as error:
-            if not error.retriable:
+            delay = retry_delay(error, self._backoff)
+            if delay is None:
                 raise
             if isinstance(error, BoroError):
                 self._health.boro_failed(str(error), fix=error.fix)
-            return self._failed(error)
+            return self._failed(error, delay)
         if reads:
             self._health.boro_succeeded()
             self._failures.ended(CYCLE, "Boro answers again; polling every %g s", self._settings.boro.poll_interval)
@@ -314,14 +316,11 @@ class Pipeline:
         )
         return error
 
-    def _failed(self, error: BridgeError) -> float:
-        retry_after = getattr(error, "retry_after", None)
+    def _failed(self, error: BridgeError, delay: float) -> float:
         if isinstance(error, BoroError) and error.permanent:  # asking again soon cannot help: at the longest backoff
-            delay = self._backoff.longest(retry_after)
             message = "Boro refuses the bridge (%s): fix your configuration (%s); asking again every %.1f s"
             self._failures.failed(CYCLE, error, message, error, error.fix, delay)
             return delay
-        delay = self._backoff.next_delay(retry_after)
         self._failures.failed(CYCLE, error, "poll cycle failed (%s); next attempt in %.1f s", error, delay, once=False)
         return max(delay, 0.0)
 

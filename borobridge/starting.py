@@ -20,6 +20,7 @@ from borobridge.backoff import Backoff
 from borobridge.errors import BridgeError
 from borobridge.failure_log import FailureLog
 from borobridge.health import Health
+from borobridge.retry import retry_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,7 +55,9 @@ class Starting:
         return None
 
     async def _wait(self, name: str, error: BridgeError) -> None:
-        delay = self._backoff.next_delay()
+        delay = retry_delay(error, self._backoff)
+        if delay is None:
+            raise error
         self._health.dependency_unreachable(name, str(error))
         message = "%s cannot be reached at start-up: %s; retrying with backoff until it answers"
         self._failures.failed(name, error, message, name, error)

@@ -40,6 +40,7 @@ from borobridge.errors import (
     BoroReplyError,
     BoroTransportError,
 )
+from borobridge.retry import repeat_delay
 from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import BoroSettings
 
@@ -133,10 +134,9 @@ class BoroClient:
             try:
                 return _match(calls, await self._post(body))
             except BoroError as error:
-                if not _worth_retrying(error) or attempt == MAX_ATTEMPTS:
+                delay = repeat_delay(error, backoff)
+                if delay is None or attempt == MAX_ATTEMPTS:
                     raise
-                retry_after = error.retry_after if isinstance(error, BoroHTTPError) else None
-                delay = backoff.next_delay(retry_after)
                 log.warning("Boro request failed (%s); retry %d in %.1f s", error, attempt, delay)
                 await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -276,12 +276,6 @@ def _task_seconds_problem(name: str, value: float) -> str:
         f"{name} {value!r} is not a plausible number of seconds since the task started "
         f"(expected a finite number within ±{TASK_SECONDS:.0e})"
     )
-
-
-def _worth_retrying(error: BoroError) -> bool:
-    if isinstance(error, BoroHTTPError):
-        return error.status >= 500 or error.status in {408, 429}
-    return isinstance(error, BoroTransportError | BoroDecodeError)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -25,10 +25,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from borobridge.backoff import Backoff
-from borobridge.errors import MqttDeliveryError
+from borobridge.errors import KafkaDeliveryError, MqttDeliveryError, SinkError
 from borobridge.events import CloudEvent, from_kafka_record
 from borobridge.health import Health
 from borobridge.metrics import Metrics
+from borobridge.retry import retry_delay
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka_connection import connection_options
 from borobridge.sinks.mqtt import MqttPublisher
@@ -107,11 +108,11 @@ class MqttRelay:
             try:
                 await self._consume(stop)
             except KafkaError as exc:
-                reason = f"cannot read the events topics from Kafka ({exc!r})"
-                await _pause(stop, self._failures.failed("kafka", reason, "restarting the relay"))
+                unread = KafkaDeliveryError(f"cannot read the events topics from Kafka ({exc!r})")
+                await _pause(stop, self._failures.failed("kafka", unread, "restarting the relay"))
             except Exception as exc:  # whatever else goes wrong in the relay, the poll loop goes on
-                reason = f"failed unexpectedly ({exc!r})"
-                await _pause(stop, self._failures.failed("mqtt_relay", reason, "restarting the relay", unexpected=True))
+                crash = SinkError(f"failed unexpectedly ({exc!r})")
+                await _pause(stop, self._failures.failed("mqtt_relay", crash, "restarting the relay", unexpected=True))
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -174,7 +175,7 @@ class MqttRelay:
             try:
                 await self._publisher.publish(events)
             except MqttDeliveryError as error:
-                await _pause(stop, self._failures.failed(error.kind, str(error), f"retrying {len(events)} events"))
+                await _pause(stop, self._failures.failed(error.kind, error, f"retrying {len(events)} events"))
                 continue
             self._failures.recovered()
             return True
@@ -191,11 +192,15 @@ class _Failures:
         self._backoff = backoff
         self._kind: str | None = None
 
-    def failed(self, kind: str, reason: str, next_step: str, *, unexpected: bool = False) -> float:
-        """Count a failure; returns the backoff delay before ``next_step``."""
+    def failed(self, kind: str, error: SinkError, next_step: str, *, unexpected: bool = False) -> float:
+        """Count a failure; returns the backoff delay before ``next_step`` (the longest for an error the retry
+        policy gives up on: the relay never ends the bridge)."""
+        reason = str(error)
         self._metrics.errors.labels(kind).inc()
         self._health.sink_failed(HEALTH_NAME, reason)
-        delay = self._backoff.next_delay()
+        delay = retry_delay(error, self._backoff)
+        if delay is None:
+            delay = self._backoff.longest()
         level = logging.WARNING if kind != self._kind else logging.DEBUG
         self._kind = kind
         log.log(
