@@ -93,7 +93,8 @@ _HEADER_NAMES: Final = {name: f"ce_{name}" for name in ATTRIBUTES}
 
 @dataclass(slots=True)  # not frozen: one is built per transition, and a frozen init costs 0.3 us more
 class CloudEvent:
-    """One encoded CloudEvent: its attributes (all strings) and its JSON ``data``; never changed once built.
+    """One encoded CloudEvent: its attributes (all strings), its JSON ``data``, and the transition and record id its
+    ``id`` names, typed; never changed once built.
 
     Events built by :class:`EventFactory` also carry the Kafka headers they share with every event of their task,
     probe and transition kind, encoded once; that is only a cache, and the headers are the same without it.
@@ -101,6 +102,8 @@ class CloudEvent:
 
     attributes: dict[str, str]
     data: bytes
+    transition: Transition
+    record_id: int
     shared: SharedHeaders | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -146,16 +149,38 @@ class CloudEvent:
 _STRUCTURED_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
+class ForeignRecordError(ValueError):
+    """A Kafka record that is not one of the bridge's CloudEvents: its ``id`` names no record and transition."""
+
+
 def from_kafka_record(headers: Sequence[tuple[str, bytes]], value: bytes) -> CloudEvent:
-    """The CloudEvent of a record the bridge wrote to Kafka, in binary or structured mode."""
+    """The CloudEvent of a record the bridge wrote to Kafka, in binary or structured mode.
+
+    :class:`ForeignRecordError` when its ``id`` is not ``<record id>-<transition>``; another ValueError (or a
+    msgspec error) when it cannot be decoded at all.
+    """
     header_map = {name: content.decode() for name, content in headers}
     if header_map.get("content-type", "").startswith("application/cloudevents+json"):
         fields = _STRUCTURED_DECODER.decode(value)
         data = bytes(fields.pop("data"))
-        return CloudEvent({name: msgspec.json.decode(raw) for name, raw in fields.items()}, data)
-    attributes = {name.removeprefix("ce_"): text for name, text in header_map.items() if name.startswith("ce_")}
-    attributes["datacontenttype"] = header_map.get("content-type", CONTENT_TYPE)
-    return CloudEvent({name: attributes[name] for name in ATTRIBUTES if name in attributes}, value)
+        attributes = {name: msgspec.json.decode(raw) for name, raw in fields.items()}
+    else:
+        data = value
+        found = {name.removeprefix("ce_"): text for name, text in header_map.items() if name.startswith("ce_")}
+        found["datacontenttype"] = header_map.get("content-type", CONTENT_TYPE)
+        attributes = {name: found[name] for name in ATTRIBUTES if name in found}
+    record_id, transition = _identity(attributes.get("id"))
+    return CloudEvent(attributes, data, transition, record_id)
+
+
+def _identity(event_id: object) -> tuple[int, Transition]:
+    """The record id and the transition an event ``id`` names (the one place an id is read back)."""
+    if not isinstance(event_id, str):
+        raise ForeignRecordError("no id attribute" if event_id is None else f"an id that is no string: {event_id!r}")
+    record, _, kind = event_id.rpartition("-")
+    if kind not in _TRANSITION_NAMES or not (record.isascii() and record.isdigit()):
+        raise ForeignRecordError(f"an id that names no transition: {event_id!r}")
+    return int(record), Transition(kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +197,7 @@ _KINDS: Final = {kind: _Kind(kind.value, f"-{kind.value}", event_type(kind), sch
 _SPEC_VERSION_HEADER: Final = ("ce_specversion", SPEC_VERSION.encode())
 _CONTENT_TYPE_HEADER: Final = ("content-type", CONTENT_TYPE.encode())
 _SHAPE_CACHE_LIMIT: Final = 65_536
+_TRANSITION_NAMES: Final = frozenset(kind.value for kind in Transition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +284,7 @@ class EventFactory:
             "task": shape.task,
             "probe": shape.probe,
         }
-        return CloudEvent(attributes, _ENCODER.encode(data), shape.headers)
+        return CloudEvent(attributes, _ENCODER.encode(data), transition.kind, record.id, shape.headers)
 
     def _new_shape(self, key: tuple[int, int, int, Transition]) -> _Shape:
         if len(self._shapes) >= _SHAPE_CACHE_LIMIT:

@@ -262,8 +262,7 @@ class Pipeline:
     def _count_published(self, events: list[CloudEvent]) -> None:
         """Count delivered transitions, once per label set rather than once per event."""
         kinds = Counter(
-            (event.attributes["id"].rpartition("-")[2], event.attributes["severity"], event.attributes["triggergroup"])
-            for event in events
+            (event.transition.value, event.attributes["severity"], event.attributes["triggergroup"]) for event in events
         )
         for (transition, level, group), count in kinds.items():
             self._metrics.transitions.labels(transition, level, group).inc(count)

@@ -72,7 +72,7 @@ def _rank(severity: str) -> int:
 def render(event: CloudEvent) -> str:
     """``time severity transition project/task group/subject [duration] id``; the id always comes last."""
     attributes = event.attributes
-    transition = attributes["id"].rpartition("-")[2]
+    transition = event.transition.value
     duration = msgspec.json.decode(event.data).get("duration_seconds")
     lasted = f" ({duration:.1f} s)" if duration is not None else ""
     return (

@@ -15,7 +15,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.v1 import kafka as ce_v1_kafka
 from cloudevents.v1.http import CloudEvent as V1CloudEvent
 
-from borobridge.events import CloudEvent, EventFactory, event_type
+from borobridge.events import CloudEvent, EventFactory, ForeignRecordError, event_type, from_kafka_record
 from borobridge.schemas import event_schema
 from borobridge.transitions import AlarmTransition, Transition, TransitionMemory
 from tests.records import decoded, record_bytes
@@ -34,6 +34,35 @@ def test_identity_is_deterministic_and_names_the_task() -> None:
     assert first.attributes["source"] == "boro://boro-1/projects/23/tasks/241555"
     assert first.attributes["type"] == "com.elecard.boro.alarm.raised.v1"
     assert first.key == first.attributes["partitionkey"] == "23/241555"
+
+
+def test_an_event_carries_its_transition_and_record_id_typed() -> None:
+    raised, cleared = build(41, active=False)
+    [event] = build(42, type="event")
+    assert [(e.transition, e.record_id) for e in (raised, cleared, event)] == [
+        (Transition.RAISED, 41),
+        (Transition.CLEARED, 41),
+        (Transition.EVENT, 42),
+    ]
+
+
+def test_an_event_read_back_from_kafka_carries_them_too() -> None:
+    structured = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+    for event in build(43, active=False):
+        for headers, value in ((event.kafka_binary_headers(), event.data), (structured, event.structured())):
+            read_back = from_kafka_record(headers, value)
+            assert (read_back.transition, read_back.record_id) == (event.transition, event.record_id)
+            assert read_back == event
+
+
+@pytest.mark.parametrize(
+    ("event_id", "problem"),
+    [(None, "no id attribute"), ("77", "names no transition"), ("x-raised", "names no transition")],
+)
+def test_a_record_whose_id_names_no_transition_is_foreign(event_id: str | None, problem: str) -> None:
+    headers = [("ce_source", b"elsewhere")] + ([("ce_id", event_id.encode())] if event_id is not None else [])
+    with pytest.raises(ForeignRecordError, match=problem):
+        from_kafka_record(headers, b"{}")
 
 
 def test_cleared_time_is_derived_from_the_state_duration() -> None:
@@ -94,7 +123,7 @@ def test_every_binding_parses_back_with_the_sdk(event: CloudEvent) -> None:
 def test_shared_kafka_headers_equal_the_headers_of_the_attributes(event: CloudEvent) -> None:
     """The factory's ready-made headers are a cache: an event rebuilt from its attributes alone has the same."""
     assert event.shared is not None
-    plain = CloudEvent(dict(event.attributes), event.data)
+    plain = CloudEvent(dict(event.attributes), event.data, event.transition, event.record_id)
     assert plain.shared is None
     assert event.kafka_binary_headers() == plain.kafka_binary_headers()
     assert [name for name, _ in plain.kafka_binary_headers()][-1] == "content-type"

@@ -23,6 +23,7 @@ from borobridge.errors import CheckpointError, SinkError
 from borobridge.events import CloudEvent
 from borobridge.sinks.output_file import FileCalls
 from borobridge.sinks.stream import JsonLinesSink
+from borobridge.transitions import Transition
 
 STREAM = "boro-test/23"
 PROCESS_TIMEOUT = 60.0
@@ -34,7 +35,7 @@ def event(number: int) -> CloudEvent:
     attributes = {"specversion": "1.0", "id": str(number), "source": "boro-test/23/7"}
     attributes |= {name: f"{name}-{number}" for name in names}
     attributes |= {"severity": "major", "triggergroup": "etr", "project": "23", "task": "7", "probe": "p"}
-    return CloudEvent(attributes=attributes, data=b'{"n":%d}' % number)
+    return CloudEvent(attributes, b'{"n":%d}' % number, Transition.EVENT, number)
 
 
 def round_of(*numbers: int) -> Batch:

@@ -38,6 +38,7 @@ from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
 from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
 from borobridge.sinks.stream import JsonLinesSink
+from borobridge.transitions import Transition
 from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.kafka import KafkaCluster
@@ -366,7 +367,8 @@ def bridge_event(event_id: str, *, group: str = "etr", name: str = "freeze") -> 
         "task": "7",
         "probe": "probe-1",
     }
-    return CloudEvent(attributes, b'{"transition": "raised"}')
+    record_id, _, kind = event_id.partition("-")  # an id naming no transition still builds, for its headers
+    return CloudEvent(attributes, b'{"transition": "raised"}', Transition(kind or "raised"), int(record_id))
 
 
 Record = tuple[Sequence[tuple[str, bytes]], bytes | None]

@@ -18,6 +18,7 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.cli import _parser
 from borobridge.events import CloudEvent, from_kafka_record
 from borobridge.tail import SEVERITIES, TailFilter, render_json
+from borobridge.transitions import Transition
 from tests.expectations import expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.kafka import KafkaCluster
@@ -44,7 +45,7 @@ HEADERS: Final = [
 
 
 def event_of(severity: str) -> CloudEvent:
-    return CloudEvent({"project": "23", "task": "5", "severity": severity}, b"{}")
+    return CloudEvent({"project": "23", "task": "5", "severity": severity}, b"{}", Transition.RAISED, 7)
 
 
 @pytest.mark.parametrize("level", SEVERITIES)

@@ -46,6 +46,7 @@ from borobridge.sinks.kafka_connection import (
 )
 from borobridge.sinks.kafka_cursors import CommittedCursors
 from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
+from borobridge.transitions import Transition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -320,7 +321,7 @@ class KafkaSink:
             value, headers = encode(event)
             topic = event_topics.get(attributes["project"]) or self._event_topic(attributes["project"])
             records.append((topic, attributes["partitionkey"].encode(), value, headers))
-            if keeps_state and not attributes["id"].endswith("-event"):
+            if keeps_state and event.transition is not Transition.EVENT:
                 records.append(self._active_record(event, value, headers))
         records += [_dead_letter_record(self._settings.topics.dead_letters, letter) for letter in batch.dead_letters]
         return records
@@ -331,9 +332,8 @@ class KafkaSink:
 
     def _active_record(self, event: CloudEvent, value: bytes, headers: list[tuple[str, bytes]]) -> Record:
         """The latest ``raised`` per alarm, keyed ``project/task/alarm``; a tombstone once it clears."""
-        record_id, _, transition = event.attributes["id"].rpartition("-")
-        key = f"{event.key}/{record_id}".encode()
-        if transition == "cleared":
+        key = f"{event.key}/{event.record_id}".encode()
+        if event.transition is Transition.CLEARED:
             return (self._settings.topics.active, key, None, [])
         return (self._settings.topics.active, key, value, headers)
 

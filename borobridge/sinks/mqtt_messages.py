@@ -13,6 +13,7 @@ from typing import Final
 
 from borobridge.events import CloudEvent
 from borobridge.settings import MqttSettings
+from borobridge.transitions import Transition
 
 _RESERVED: Final = re.compile(r"[%/+#\x00-\x1f\x7f-\x9f]")
 
@@ -31,19 +32,18 @@ class MqttMessage:
 def event_messages(event: CloudEvent, settings: MqttSettings) -> list[MqttMessage]:
     """The transition message, plus the retained state of the alarm (set on raise, removed on clear)."""
     attributes = event.attributes
-    record_id, _, transition = attributes["id"].rpartition("-")
     fields = {
         "project": topic_level(attributes["project"]),
         "task": topic_level(attributes["task"]),
         "group": topic_level(attributes["triggergroup"]),
         "name": topic_level(attributes["subject"]),
-        "alarm_id": topic_level(record_id),
+        "alarm_id": topic_level(str(event.record_id)),
     }
     message = _encode(event, settings, settings.topics.transitions.format(**fields))
-    if transition == "event":
+    if event.transition is Transition.EVENT:
         return [message]
     active_topic = settings.topics.active.format(**fields)
-    if transition == "cleared":
+    if event.transition is Transition.CLEARED:
         return [message, MqttMessage(active_topic, b"", retain=True)]
     retained = _encode(event, settings, active_topic, retain=True)
     return [message, retained]

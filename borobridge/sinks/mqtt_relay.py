@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from borobridge.backoff import Backoff
 from borobridge.errors import KafkaDeliveryError, MqttDeliveryError, SinkError
-from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.events import CloudEvent, ForeignRecordError, from_kafka_record
 from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.retry import retry_delay
@@ -41,7 +41,6 @@ MAX_RECORDS: Final = 2000
 NEVER_EVICT_MS: Final = 7 * 24 * 3600 * 1000  # a long MQTT outage must not cost the relay its partitions
 HEALTH_NAME: Final = "mqtt"
 REQUIRED_ATTRIBUTES: Final = ("id", "project", "task", "triggergroup", "subject", "datacontenttype")
-TRANSITIONS: Final = frozenset({"raised", "cleared", "event"})
 
 
 def relay_group(bridge_name: str) -> str:
@@ -69,6 +68,8 @@ def decode_record(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> 
         return Skipped("tombstone", "a tombstone (no value)")
     try:
         event = from_kafka_record(headers, value)
+    except ForeignRecordError as exc:
+        return Skipped("not_a_cloudevent", str(exc))
     except (ValueError, KeyError, TypeError, msgspec.MsgspecError) as exc:
         return Skipped("undecodable", f"not a CloudEvent ({type(exc).__name__}: {exc})")
     attributes = event.attributes
@@ -77,8 +78,6 @@ def decode_record(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> 
         return Skipped("not_a_cloudevent", f"no {', '.join(missing)} attribute")
     if not all(isinstance(text, str) for text in attributes.values()):
         return Skipped("not_a_cloudevent", "attributes that are not strings")
-    if attributes["id"].rpartition("-")[2] not in TRANSITIONS:
-        return Skipped("not_a_cloudevent", f"an id that names no transition: {attributes['id']!r}")
     return event
 
 
