@@ -13,6 +13,7 @@ from typing import Final
 
 import msgspec
 
+from borobridge.boro.models import Token
 from borobridge.errors import CheckpointError
 from borobridge.reading import Position, Window
 from borobridge.state_lock import StateLock
@@ -30,7 +31,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
 
     version: int = CHECKPOINT_VERSION
     stream: str
-    update_token: int | float | None = None
+    update_token: Token | None = None
     backfill_from: int | None = None
     active: list[int] = []
     done: list[int] = []

@@ -33,6 +33,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from borobridge.boro.models import Token
 from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
 from borobridge.errors import BoroReplyError
 
@@ -45,7 +46,6 @@ MAX_PASSES: Final = 6  # passes over a paged one-second window while records kee
 MAX_PAGES: Final = 1_000  # a listing that claims more pages than this is cut short
 
 Order = Literal["oldest_first", "newest_first"]
-Token = int | float
 
 
 class Window(msgspec.Struct, frozen=True, array_like=True):

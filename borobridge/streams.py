@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 import msgspec
 
 from borobridge import reading
+from borobridge.boro.models import Token
 from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord, RejectedRecord
 from borobridge.checkpoint import Checkpoint
 from borobridge.reading import Order, Position
@@ -43,7 +44,7 @@ class Stream:
         self._committed_tasks = frozenset(self.tasks)
 
     @property
-    def token(self) -> int | float | None:
+    def token(self) -> Token | None:
         """The committed token, or None before the first start has one."""
         return self.committed.token
 

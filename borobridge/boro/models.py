@@ -1,14 +1,17 @@
-"""View Structs of the Control API wire format, with decoders built once.
+"""View Structs of the Control API wire format, with decoders built once, and the documented alarm record.
 
 Only the fields the bridge reads are decoded; each alarm record is also kept as its raw bytes so that the
-CloudEvent ``data`` carries it losslessly, unknown fields included.
+CloudEvent ``data`` carries it losslessly, unknown fields included. :class:`AlarmDocument`, beside the view it
+extends, is the whole record as Boro documents it: the published event schemas are generated from it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
+
+Token = int | float  # Boro's update_token: a counter or a Unix time, as the server chooses (see boro-api.md)
 
 
 class ReplyItem(msgspec.Struct, frozen=True):
@@ -30,7 +33,7 @@ class TaskAlarmsResult(msgspec.Struct, frozen=True):
     """The ``result`` of TaskAlarms; records stay raw until each is decoded on its own."""
 
     alarms: list[msgspec.Raw]
-    update_token: int | float
+    update_token: Token
     current_page: int = 1
     limit_value: int = 25
     total_pages: int = 1
@@ -59,6 +62,39 @@ class AlarmRecord(msgspec.Struct, frozen=True):
     profile_id: int | None = None
     kind: str = "alarm"
     info: AlarmInfo = AlarmInfo()
+
+
+# The record as Boro documents it, for the published JSON Schemas: every documented field, where AlarmRecord
+# above decodes only those the bridge reads; the fields both have agree (tests/test_schemas.py checks it).
+
+
+class AlarmInfoDocument(msgspec.Struct):
+    """``info`` as Boro documents it; every field optional, unknown fields kept."""
+
+    time: float | None = None
+    time_end: float | None = None
+    count: int | None = None
+    pids: dict[str, dict[str, Any]] | None = None
+    event_data: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+
+
+class AlarmDocument(msgspec.Struct):
+    """The Boro alarm record exactly as Boro sent it."""
+
+    id: int
+    project_id: int
+    app_id: int
+    task_id: int
+    trigger_time: int
+    name: str
+    level: str
+    trigger_group: str
+    type: Literal["state", "event"]
+    active: bool | None = None
+    profile_id: int | None = None
+    kind: str = "alarm"
+    info: AlarmInfoDocument | None = None
 
 
 class Project(msgspec.Struct, frozen=True):

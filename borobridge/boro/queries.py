@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from borobridge.boro.models import AlarmRecord
+from borobridge.boro.models import AlarmRecord, Token
 from borobridge.settings import FilterSettings
 
 MAX_PAGE_SIZE = 100
@@ -21,7 +21,7 @@ class AlarmQuery:
     task_ids: list[int] | str = "*"
     filter: FilterSettings = field(default_factory=FilterSettings)
     limit: int = MAX_PAGE_SIZE
-    update_token: int | float | None = None
+    update_token: Token | None = None
     page: int = 1
     period_from: int | None = None
     period_to: int | None = None
@@ -50,7 +50,7 @@ class AlarmQuery:
             filter_["period_to"] = self.period_to
         return filter_
 
-    def after(self, token: int | float) -> AlarmQuery:
+    def after(self, token: Token) -> AlarmQuery:
         """The same query continued from a new token."""
         return replace(self, update_token=token, page=1)
 
@@ -78,7 +78,7 @@ class AlarmPage:
     query: AlarmQuery
     records: list[DecodedRecord]
     rejected: list[RejectedRecord]
-    update_token: int | float
+    update_token: Token
     current_page: int
     total_pages: int
     limit_value: int
