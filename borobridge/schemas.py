@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
 from borobridge import asyncapi
+from borobridge.boro.models import AlarmDocument
 from borobridge.checkpoint import Checkpoint
 from borobridge.events import schema_uri
 from borobridge.settings import Settings
@@ -23,35 +24,6 @@ from borobridge.transitions import Transition
 DRAFT: Final = "https://json-schema.org/draft/2020-12/schema"
 CHECKPOINT_SCHEMA_ID: Final = "urn:borobridge:schema:checkpoint.v2"
 CONFIG_SCHEMA_ID: Final = "urn:borobridge:schema:config.v1"
-
-
-class AlarmInfoDocument(msgspec.Struct):
-    """``info`` as Boro documents it; every field optional, unknown fields kept."""
-
-    time: float | None = None
-    time_end: float | None = None
-    count: int | None = None
-    pids: dict[str, dict[str, Any]] | None = None
-    event_data: dict[str, Any] | None = None
-    messages: list[dict[str, Any]] | None = None
-
-
-class AlarmDocument(msgspec.Struct):
-    """The Boro alarm record exactly as Boro sent it."""
-
-    id: int
-    project_id: int
-    app_id: int
-    task_id: int
-    trigger_time: int
-    name: str
-    level: str
-    trigger_group: str
-    type: Literal["state", "event"]
-    active: bool | None = None
-    profile_id: int | None = None
-    kind: str = "alarm"
-    info: AlarmInfoDocument | None = None
 
 
 class AlarmEventData(msgspec.Struct):

@@ -8,6 +8,7 @@ import jsonschema
 import msgspec
 import pytest
 
+from borobridge.boro.models import AlarmDocument, AlarmRecord
 from borobridge.schemas import generate
 
 SCHEMAS = Path(__file__).parent.parent / "schemas"
@@ -27,3 +28,11 @@ def test_no_stray_schema_files() -> None:
 @pytest.mark.parametrize("content", [content for name, content in generate().items() if name != "asyncapi.json"])
 def test_schema_is_valid_draft_2020_12(content: bytes) -> None:
     jsonschema.Draft202012Validator.check_schema(msgspec.json.decode(content))
+
+
+def test_the_documented_record_agrees_with_the_view_the_bridge_decodes() -> None:
+    """Every field the bridge reads is documented, required alike, so the schema describes what it reads."""
+    documented = {field.name: field for field in msgspec.structs.fields(AlarmDocument)}
+    for field in msgspec.structs.fields(AlarmRecord):
+        assert field.name in documented, field.name
+        assert field.required == documented[field.name].required, field.name
