@@ -140,12 +140,22 @@ async def _follow(follower: _Follower, chosen: TailFilter, options: TailOptions,
             last_event = time.monotonic()
         for messages in batches.values():
             for message in messages:
-                event = from_kafka_record(message.headers, message.value)
-                if chosen.accepts(event) and (limit is None or shown < limit):
+                event = _decoded(message)
+                if event is not None and chosen.accepts(event) and (limit is None or shown < limit):
                     print(render_one(message, event), file=out, flush=True)
                     shown += 1
         await follower.discover()
     return shown
+
+
+def _decoded(message: Any) -> CloudEvent | None:
+    """The record's CloudEvent, or None (with one line naming it) for a record the bridge did not write."""
+    try:
+        return from_kafka_record(message.headers or [], message.value or b"")
+    except (ValueError, KeyError, msgspec.DecodeError) as exc:
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        log.warning("skipping record %s: not a borobridge CloudEvent (%s)", where, exc)
+        return None
 
 
 class _Follower:

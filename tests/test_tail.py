@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from borobridge.boro.simulator_http import serve_simulator
@@ -176,3 +177,28 @@ async def test_tail_since_a_time_starts_at_the_offsets_of_that_time(kafka: Kafka
     assert {event["id"] for event in shown} == after
     every = binary_events(await consume(kafka.bootstrap, event_topics(prefix, sim)))
     assert {event["id"] for event in every} == before | after
+
+
+@pytest.mark.kafka
+async def test_tail_skips_a_record_it_did_not_write_with_one_line(kafka: KafkaCluster, tmp_path: Path) -> None:
+    settings, prefix = kafka_settings(kafka.bootstrap)
+    sim = simulator_with_history(5, seed=65, projects=1, rate_per_second=10)
+    async with serve_simulator(sim) as url, kafka_bridge(url, settings, prefix) as pipeline:
+        await poll_until_complete(pipeline, settings, prefix, sim)
+        topic = event_topics(prefix, sim)[0]
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, None, key=b"23/5")  # a tombstone
+            await producer.send_and_wait(topic, b"{}", headers=[("ce_id", b"x-raised")])  # a foreign producer
+        finally:
+            await producer.stop()
+        config = write_config(tmp_path, url, kafka.bootstrap, topic_names(settings), prefix)
+        async with tail_process(config, "--from-beginning", "--format", "cloudevent", "--idle-exit", "3") as tail:
+            async with asyncio.timeout(TAIL_S):
+                out, err = await tail.communicate()
+    assert tail.returncode == 0, err.decode()
+    assert {json.loads(line)["id"] for line in out.decode().splitlines()} == expected_ids(sim)
+    skipped = [line for line in err.decode().splitlines() if "not a borobridge CloudEvent" in line]
+    assert len(skipped) == 2, err.decode()
+    assert "Traceback" not in err.decode()
