@@ -21,7 +21,10 @@ import yaml
 
 from borobridge.app import _embedded_simulator
 from borobridge.boro import hmac_auth
-from borobridge.boro.simulator import (
+from borobridge.cli import _parser
+from borobridge.errors import ConfigError
+from borobridge.settings import SimulatorFaultSettings, SimulatorSettings, load_settings
+from borobridge.simulator import (
     ENDPOINT_PATH,
     REPLY_ORDERS,
     TOKEN_COMPARES,
@@ -30,11 +33,10 @@ from borobridge.boro.simulator import (
     Personality,
     Simulator,
     TokenKind,
+    describe,
+    faults_from,
+    personality_from,
 )
-from borobridge.boro.simulator_http import describe, faults_from, personality_from
-from borobridge.cli import _parser
-from borobridge.errors import ConfigError
-from borobridge.settings import SimulatorFaultSettings, SimulatorSettings, load_settings
 
 START = 1590570529.0
 SECOND = int(START)

@@ -19,13 +19,12 @@ import httpx
 import pytest
 
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
-from borobridge.boro.simulator import Change, Simulator
-from borobridge.boro.simulator_http import serve_simulator
-from borobridge.boro.simulator_webhooks import display_name, sending_webhooks, webhook_body
 from borobridge.doorbell import Doorbell
 from borobridge.metrics import Metrics
 from borobridge.secret import Secret
 from borobridge.settings import HmacSettings, SimulatorWebhookSettings, WebhookHmacSettings, WebhookSettings
+from borobridge.simulator import Change, Simulator, sending_webhooks, serve_simulator
+from borobridge.simulator.webhooks import display_name, webhook_body
 from borobridge.webhooks import WebhookApp
 from tests.expectations import expected_ids, read_events
 

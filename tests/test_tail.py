@@ -14,9 +14,9 @@ from typing import Any, Final
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.cli import _parser
 from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.simulator import serve_simulator
 from borobridge.tail import SEVERITIES, TailFilter, render_json
 from tests.expectations import expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings

@@ -18,9 +18,11 @@ import httpx
 import msgspec
 
 from borobridge.asgi_server import Receive, Scope, Send, request_headers, request_uri, serve_asgi
-from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Personality, Simulator, TokenKind
-from borobridge.boro.simulator_webhooks import sending_webhooks
 from borobridge.settings import SimulatorSettings, SimulatorWebhookSettings
+from borobridge.simulator.faults import Faults
+from borobridge.simulator.personality import Personality, TokenKind
+from borobridge.simulator.server import ENDPOINT_PATH, Simulator
+from borobridge.simulator.webhooks import sending_webhooks
 
 log = logging.getLogger(__name__)
 

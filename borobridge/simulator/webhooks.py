@@ -28,8 +28,9 @@ import httpx
 import msgspec
 
 from borobridge.boro import hmac_auth
-from borobridge.boro.simulator import Change, Simulator
 from borobridge.settings import SimulatorWebhookSettings
+from borobridge.simulator.server import Simulator
+from borobridge.simulator.store import Change
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class WebhookSender:
         self._http = http
         self._access_id = options.hmac.access_id if options.hmac and options.hmac.access_id else access_id
         self._key = hmac_auth.decode_key(options.hmac.key.reveal()) if options.hmac is not None else None
-        self._rng = random.Random(f"boro-webhooks-{sim.seed}")  # noqa: S311 - faults to replay, not secrets
+        self._rng = random.Random(f"boro-webhooks-{sim.seed}")
         self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self.sent = self.lost = self.failed = 0
         sim.watch(self._changed)
