@@ -153,10 +153,6 @@ class Simulator:
         started = self._time - self._world_rng.uniform(3_600.0, 30 * 86_400.0)
         return SimTask(task_id, app_id, project_id, profile_id, f"Channel {channel}", uri, started)
 
-    @property
-    def token_mode(self) -> TokenKind:
-        return self.personality.token
-
     def projects(self) -> list[SimProject]:
         return list(self._projects.values())
 
@@ -179,10 +175,6 @@ class Simulator:
         self._alive[app_id] = alive
         self._restarts.pop(app_id, None)
         self._recording = None
-
-    def probe_restarts_at(self, app_id: int) -> float | None:
-        """When a probe stopped by ``Personality.probe_stops`` starts again (server clock), else ``None``."""
-        return self._restarts.get(app_id)
 
     def _live_tasks(self, project_id: int | None = None) -> list[SimTask]:
         return [t for t in self.tasks(project_id) if self._alive[t.app_id]]
