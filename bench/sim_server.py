@@ -106,13 +106,12 @@ class Steering:
     def obey(self, line: str) -> None:
         match line.split():
             case ["lost", share] if self._sender is not None:
-                options = self._sender._options
-                self._sender._options = msgspec.structs.replace(options, lost=float(share))
+                self._sender.options = msgspec.structs.replace(self._sender.options, lost=float(share))
             case ["rate", rate]:
                 self._sim.rate_per_second = float(rate)
             case ["count"]:
                 sender = self._sender
-                sent, lost, queued = (sender.sent, sender.lost, sender._queue.qsize()) if sender else (0, 0, 0)
+                sent, lost, queued = (sender.sent, sender.lost, sender.queued) if sender else (0, 0, 0)
                 print(f"count {self._app.requests} {self._app.peak} {sent} {lost} {queued}", flush=True)
                 self._app.peak = self._app.in_flight
             case _:
