@@ -86,7 +86,7 @@ async def serve_simulator(
 
     With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving. With
     ``certfile`` and ``keyfile`` (PEM) it serves HTTPS. With ``webhooks.url`` set, every record change is also sent
-    as a webhook (``simulator_webhooks``).
+    as a webhook (``borobridge.simulator.webhooks``).
     """
     serving = serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http", certfile=certfile, keyfile=keyfile)
     async with (
