@@ -8,7 +8,7 @@ from typing import Any, Final
 import msgspec
 
 from borobridge.boro.queries import AlarmQuery
-from borobridge.boro.simulator import ENDPOINT_PATH, Simulator
+from borobridge.simulator import ENDPOINT_PATH, Simulator
 
 USER_ID: Final = 4
 START: Final = 1_790_000_000.0

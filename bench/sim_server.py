@@ -8,7 +8,7 @@ bridge must emit for it, the moment the simulator created the record (the step t
 start of the simulated interval that step covered, when the alarm it stands for fired at the earliest (a latency
 measured from it is an upper bound, by one step).
 
-With ``--webhook-url``, every change is also sent as a webhook (``borobridge.boro.simulator_webhooks``), a share
+With ``--webhook-url``, every change is also sent as a webhook (``borobridge.simulator.webhooks``), a share
 ``--webhook-lost`` of them lost. With ``--steer``, lines on stdin steer a running simulator: ``lost <share>``
 changes that share, ``rate <records/s>`` the rate of new records, and ``count`` prints ``count <requests> <peak>
 <sent> <lost> <queued>``: the Boro requests answered so far, the most in flight at once since the last
@@ -29,10 +29,8 @@ from typing import TextIO
 import msgspec
 
 from borobridge.asgi_server import ASGIApp, Receive, Scope, Send, serve_asgi
-from borobridge.boro.simulator import ENDPOINT_PATH, Change, Simulator
-from borobridge.boro.simulator_http import SimulatorApp
-from borobridge.boro.simulator_webhooks import WebhookSender, sending_webhooks
 from borobridge.settings import SimulatorWebhookSettings
+from borobridge.simulator import ENDPOINT_PATH, Change, Simulator, SimulatorApp, WebhookSender, sending_webhooks
 
 STATE_SUFFIX = {("created", "state"): "raised", ("created", "event"): "event", ("cleared", "state"): "cleared"}
 
@@ -108,13 +106,12 @@ class Steering:
     def obey(self, line: str) -> None:
         match line.split():
             case ["lost", share] if self._sender is not None:
-                options = self._sender._options
-                self._sender._options = msgspec.structs.replace(options, lost=float(share))
+                self._sender.options = msgspec.structs.replace(self._sender.options, lost=float(share))
             case ["rate", rate]:
                 self._sim.rate_per_second = float(rate)
             case ["count"]:
                 sender = self._sender
-                sent, lost, queued = (sender.sent, sender.lost, sender._queue.qsize()) if sender else (0, 0, 0)
+                sent, lost, queued = (sender.sent, sender.lost, sender.queued) if sender else (0, 0, 0)
                 print(f"count {self._app.requests} {self._app.peak} {sent} {lost} {queued}", flush=True)
                 self._app.peak = self._app.in_flight
             case _:

@@ -32,12 +32,11 @@ import msgspec
 from bench.processes import machine_load
 from bench.report import Check, Series, Table
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
+from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.stream import JsonLinesSink
 
 PROJECTS: Final = 1000

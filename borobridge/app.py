@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import describe, faults_from, personality_from, serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
@@ -34,6 +32,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
+from borobridge.simulator import Simulator, describe, faults_from, personality_from, serve_simulator
 from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_relay import MqttRelay

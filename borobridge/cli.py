@@ -330,7 +330,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from borobridge.boro.simulator_http import (  # noqa: PLC0415 - only this command needs it
+    from borobridge.simulator import (  # noqa: PLC0415 - only this command needs it
         faults_from,
         personality_from,
         run_simulator,

@@ -11,8 +11,8 @@ from typing import Any
 
 import jsonschema
 
-from borobridge.boro.simulator import Simulator
 from borobridge.schemas import event_schema
+from borobridge.simulator import Simulator
 from borobridge.transitions import Transition
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import serve_simulator
 from tests.expectations import simulator_with_history
 from tests.test_health import free_port, health_config, scrape_until_healthy
 

@@ -13,12 +13,11 @@ import msgspec
 import pytest
 
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import ENDPOINT_PATH, SimReply, Simulator, StoredRecord
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.health import Health, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
+from borobridge.simulator import ENDPOINT_PATH, SimReply, Simulator, StoredRecord, serve_simulator
 from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import expected_ids, read_events, simulator_with_history
 from tests.test_bridge_e2e import bridge, bridge_settings

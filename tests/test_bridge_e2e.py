@@ -21,14 +21,13 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Change, Faults, Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import SinkError
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
+from borobridge.simulator import Change, Faults, Simulator, serve_simulator
 from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import (
     assert_exactly_once_in_order,

@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from borobridge.boro.simulator import Faults, Simulator
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import Faults, Simulator, serve_simulator
 from tests.expectations import expected_ids, read_events, simulator_with_history
 from tests.kafka_reading import consume, kafka_settings
 from tests.support.bridge_process import (

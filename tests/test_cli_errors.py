@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import pytest
 
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import serve_simulator
 from tests.expectations import simulator_with_history
 from tests.kafka_reading import kafka_settings
 from tests.support.kafka import KafkaCluster

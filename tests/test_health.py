@@ -18,13 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from borobridge.app import delivery_bound
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import BoroHTTPError, CheckpointError, ConfigError, KafkaDeliveryError
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.settings import load_settings
+from borobridge.simulator import serve_simulator
 from borobridge.sinks.stream import JsonLinesSink
 from tests.expectations import simulator_with_history
 

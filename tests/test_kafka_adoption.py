@@ -20,13 +20,12 @@ from typing import Any
 
 import pytest
 
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings
+from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume

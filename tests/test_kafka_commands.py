@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import serve_simulator
 from tests.expectations import expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.kafka import KafkaCluster

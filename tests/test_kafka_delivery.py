@@ -18,11 +18,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Faults, Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.errors import FencedError, KafkaDeliveryError, TopicPolicyError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, load_settings
+from borobridge.simulator import Faults, Simulator, serve_simulator
 from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import (
     assert_exactly_once_in_order,
@@ -221,7 +220,7 @@ async def test_poison_record_goes_to_the_dead_letter_topic(kafka: KafkaCluster) 
 
 def as_poisoned(sim: Simulator) -> Any:
     """A MockTransport handler that serves the simulator, with one undecodable record in every TaskAlarms page."""
-    from borobridge.boro.simulator_http import as_mock_transport_handler  # noqa: PLC0415
+    from borobridge.simulator import as_mock_transport_handler  # noqa: PLC0415
 
     handler = as_mock_transport_handler(sim)
 

@@ -14,10 +14,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
+from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, kafka_settings, partitions_of

@@ -17,7 +17,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import serve_simulator
 from tests.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster, unique_topic
 from tests.test_cli_errors import closed_port  # noqa: F401 - a fixture

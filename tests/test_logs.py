@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.logs import RepeatFilter, configure_logging
 from borobridge.settings import LoggingSettings, load_settings
+from borobridge.simulator import serve_simulator
 from tests.test_bad_input_e2e import refusing
 from tests.test_bridge_e2e import bridge
 

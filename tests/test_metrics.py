@@ -13,13 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from borobridge import __version__, errors
 from borobridge import metrics as metrics_module
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import CheckpointError
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
+from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.stream import JsonLinesSink
 from tests.scraped_metrics import scrape_running_bridge
 from tests.test_bridge_e2e import bridge, bridge_settings

@@ -26,14 +26,13 @@ from cloudevents.core.formats.json import JSONFormat
 
 from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.events import CloudEvent
 from borobridge.health import Health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, MqttSettings, Settings, load_settings
+from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
 from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group

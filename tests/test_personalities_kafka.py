@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from borobridge.boro.simulator import Faults, Personality
-from borobridge.boro.simulator_http import describe, serve_simulator
 from borobridge.settings import KafkaSettings
+from borobridge.simulator import Faults, Personality, describe, serve_simulator
 from tests.expectations import expected_ids, simulator_with_history
 from tests.kafka_reading import kafka_settings
 from tests.support.bridge_process import (

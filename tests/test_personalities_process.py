@@ -14,8 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from borobridge.boro.simulator import Faults, Personality
-from borobridge.boro.simulator_http import describe, serve_simulator
+from borobridge.simulator import Faults, Personality, describe, serve_simulator
 from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.support.bridge_process import (
     PAGE_SIZE,

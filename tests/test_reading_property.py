@@ -23,12 +23,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import Faults, Personality, Simulator
-from borobridge.boro.simulator_http import as_mock_transport_handler
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
+from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
 from tests.expectations import assert_exactly_once_in_order, expected_ids
 
 START: Final = 1_790_000_000.0

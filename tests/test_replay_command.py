@@ -17,8 +17,7 @@ from typing import Final
 import httpx
 import pytest
 
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import Simulator, serve_simulator
 from tests.expectations import expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.kafka import KafkaCluster

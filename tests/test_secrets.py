@@ -26,9 +26,9 @@ import pytest
 
 from borobridge.app import server_name
 from borobridge.boro.client import Signer
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import load_settings
+from borobridge.simulator import serve_simulator
 from tests.expectations import simulator_with_history
 from tests.kafka_reading import kafka_settings
 from tests.support.kafka import KafkaCluster

@@ -17,16 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from borobridge.boro import hmac_auth
-from borobridge.boro.simulator import (
+from borobridge.simulator import (
     LEVELS,
     TRIGGER_GROUPS,
     TRIGGER_NAMES,
     Faults,
     Simulator,
     StoredRecord,
-    TokenMode,
+    TokenKind,
+    as_mock_transport_handler,
+    run_simulator,
+    serve_simulator,
 )
-from borobridge.boro.simulator_http import as_mock_transport_handler, run_simulator, serve_simulator
 
 START = 1590570529.0
 URL = "http://boro.test/ctrl_api/v1/json"
@@ -35,7 +37,7 @@ EXAMPLE_REQUEST = (
 )
 KNOWN_INFO_KEYS = {"time", "time_end", "event_data", "count", "pids", "messages"}
 JSON = dict[str, Any]
-TIMESTAMP: TokenMode = "timestamp"
+TIMESTAMP: TokenKind = "timestamp"
 
 
 class Clock:
@@ -620,7 +622,7 @@ def test_timestamp_token_stalls_on_a_crowded_second_and_period_paging_gets_past_
 
 
 @pytest.mark.parametrize("mode", ["sequence", "timestamp"])
-def test_page_is_ignored_with_a_token(mode: TokenMode) -> None:
+def test_page_is_ignored_with_a_token(mode: TokenKind) -> None:
     sim = make_sim(token_mode=mode)
     token = alarms(sim)["update_token"]
     sim.burst(30)
@@ -631,7 +633,7 @@ def test_page_is_ignored_with_a_token(mode: TokenMode) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sequence", "timestamp"])
-def test_filters_apply_to_token_requests(mode: TokenMode) -> None:
+def test_filters_apply_to_token_requests(mode: TokenKind) -> None:
     sim = make_sim(token_mode=mode, seed=9)
     token = alarms(sim)["update_token"]
     sim.burst(200)
@@ -711,7 +713,7 @@ def poll_until_good(sim: Simulator, token: int, limit: int = 40) -> JSON:
 
 
 @pytest.mark.parametrize("mode", ["sequence", "timestamp"])
-def test_faulted_replies_consume_nothing(mode: TokenMode) -> None:
+def test_faulted_replies_consume_nothing(mode: TokenKind) -> None:
     faults = Faults(http_5xx=0.3, http_429=0.2, malformed=0.2, error_item=0.3, burst=0.3)
     faulty, clean = make_sim(seed=8, token_mode=mode, faults=faults), make_sim(seed=8, token_mode=mode)
     faulty.faults = Faults(burst=0.3)  # the world is drawn apart from request faults

@@ -19,13 +19,12 @@ import httpx
 import pytest
 
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
-from borobridge.boro.simulator import Change, Simulator
-from borobridge.boro.simulator_http import serve_simulator
-from borobridge.boro.simulator_webhooks import display_name, sending_webhooks, webhook_body
 from borobridge.doorbell import Doorbell
 from borobridge.metrics import Metrics
 from borobridge.secret import Secret
 from borobridge.settings import HmacSettings, SimulatorWebhookSettings, WebhookHmacSettings, WebhookSettings
+from borobridge.simulator import Change, Simulator, sending_webhooks, serve_simulator
+from borobridge.simulator.webhooks import WEBHOOKS_IN_FLIGHT, display_name, webhook_body
 from borobridge.webhooks import WebhookApp
 from tests.expectations import expected_ids, read_events
 
@@ -127,6 +126,54 @@ async def test_faults_duplicate_missign_lose_and_delay_webhooks() -> None:
         assert answers.statuses.total() == 0
         await answers.until(2)
         assert answers.statuses == {204: 2}
+
+
+class Holding:
+    """A receiver that holds every request until ``wanted`` are in flight at once (or ``seconds`` pass), then answers
+    them all; it notes the most it ever held and how many it answered."""
+
+    def __init__(self, wanted: int, seconds: float = 5.0) -> None:
+        self.wanted, self.seconds = wanted, seconds
+        self.in_flight = self.peak = self.answered = 0
+        self.reached = asyncio.Event()
+        self._answered = asyncio.Condition()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight >= self.wanted:
+            self.reached.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.reached.wait(), self.seconds)
+        self.in_flight -= 1
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        async with self._answered:
+            self.answered += 1
+            self._answered.notify_all()
+
+    async def until_answered(self, total: int, seconds: float = 10.0) -> None:
+        async with asyncio.timeout(seconds), self._answered:
+            await self._answered.wait_for(lambda: self.answered >= total)
+
+
+async def test_webhooks_are_posted_several_at_once_and_no_more_than_the_bound() -> None:
+    sim = quiet_simulator()
+    receiver = Holding(wanted=8)
+    async with (
+        serve_asgi(receiver, "127.0.0.1", 0, name="holding-receiver") as url,
+        sending_webhooks(sim, SimulatorWebhookSettings(url=url + "/hook"), access_id="4") as sender,
+    ):
+        for _ in range(64):
+            sim.trigger(UDP_TASK, "Ttl")
+        async with asyncio.timeout(5.0):
+            await receiver.reached.wait()  # one webhook at a time never gets there
+        await receiver.until_answered(64)
+        assert sender is not None
+        assert (receiver.answered, sender.queued) == (64, 0)
+    assert 8 <= receiver.peak <= WEBHOOKS_IN_FLIGHT
 
 
 # ---- the bridge process, rung by the simulator ---------------------------------------------------------------

@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.cli import _parser
 from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.simulator import serve_simulator
 from borobridge.tail import SEVERITIES, TailFilter, render_json
 from borobridge.transitions import Transition
 from tests.expectations import expected_ids, simulator_with_history

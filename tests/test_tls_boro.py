@@ -11,8 +11,7 @@ from typing import Any, Final
 
 import pytest
 
-from borobridge.boro.simulator import Simulator
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import Simulator, serve_simulator
 from tests.expectations import expected_ids, read_events, simulator_with_history
 from tests.support.bridge_process import BridgeProcess, bridge_config, ids_written, wait_until_complete
 from tests.support.tls import CertificateAuthority, Issued

@@ -15,7 +15,7 @@ from typing import Final
 
 import pytest
 
-from borobridge.boro.simulator_http import serve_simulator
+from borobridge.simulator import serve_simulator
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.kafka import TlsKafka

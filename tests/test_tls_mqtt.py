@@ -9,9 +9,9 @@ from typing import Final
 
 import pytest
 
-from borobridge.boro.simulator_http import serve_simulator
 from borobridge.errors import MqttDeliveryError
 from borobridge.settings import MqttSettings, load_settings
+from borobridge.simulator import serve_simulator
 from borobridge.sinks.mqtt import MqttPublisher
 from borobridge.sinks.mqtt_messages import MqttMessage
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history

@@ -17,7 +17,7 @@ from borobridge.errors import BridgeError
 ROOT: Final = Path(__file__).parents[1]
 DOC: Final = ROOT / "docs" / "troubleshooting.md"
 SOURCES: Final = sorted(
-    path for path in (ROOT / "borobridge").rglob("*.py") if not path.name.startswith("simulator")
+    path for path in (ROOT / "borobridge").rglob("*.py") if "simulator" not in path.relative_to(ROOT).parts
 )  # the simulator's messages are Boro's, not the bridge's
 ENTRY_LABELS: Final = ("**You see**", "**It means**", "**Do**")
 CODE: Final = re.compile(r"`([^`]+)`")

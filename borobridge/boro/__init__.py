@@ -1,1 +1,1 @@
-"""The Boro Control API: client, wire models, request signing and a simulator of the server."""
+"""The Boro Control API, client side: the client, its queries, wire models, request signing and HTTP set-up."""

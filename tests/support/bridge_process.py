@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from borobridge.boro.simulator import Simulator
+from borobridge.simulator import Simulator
 from tests.expectations import assert_exactly_once_in_order
 
 STOP_S = 30.0

@@ -18,9 +18,11 @@ import httpx
 import msgspec
 
 from borobridge.asgi_server import Receive, Scope, Send, request_headers, request_uri, serve_asgi
-from borobridge.boro.simulator import ENDPOINT_PATH, Faults, Personality, Simulator, TokenKind
-from borobridge.boro.simulator_webhooks import sending_webhooks
 from borobridge.settings import SimulatorSettings, SimulatorWebhookSettings
+from borobridge.simulator.faults import Faults
+from borobridge.simulator.personality import Personality, TokenKind
+from borobridge.simulator.server import ENDPOINT_PATH, Simulator
+from borobridge.simulator.webhooks import sending_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ async def serve_simulator(
 
     With ``advance_every`` (seconds), ``sim.advance()`` runs that often in the background while serving. With
     ``certfile`` and ``keyfile`` (PEM) it serves HTTPS. With ``webhooks.url`` set, every record change is also sent
-    as a webhook (``simulator_webhooks``).
+    as a webhook (``borobridge.simulator.webhooks``).
     """
     serving = serve_asgi(SimulatorApp(sim), host, port, name="boro-simulator-http", certfile=certfile, keyfile=keyfile)
     async with (

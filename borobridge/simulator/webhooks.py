@@ -10,6 +10,8 @@ Faults, drawn per webhook from a generator of their own (the world stays the sam
 (never sent), ``delayed`` (sent ``delay_seconds`` late), ``duplicated`` (sent twice) and ``bad_signature``
 (signed with a wrong key). A webhook nobody accepts is not sent again, as with a real server's fire-and-forget
 notifications: the bridge's regular polls are what make that safe.
+
+They are posted ``WEBHOOKS_IN_FLIGHT`` at once, in no particular order: a webhook is only a doorbell.
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ import httpx
 import msgspec
 
 from borobridge.boro import hmac_auth
-from borobridge.boro.simulator import Change, Simulator
 from borobridge.settings import SimulatorWebhookSettings
+from borobridge.simulator.server import Simulator
+from borobridge.simulator.store import Change
 
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[A-Z]+[a-z0-9]*|[0-9]+")
 _WRONG_KEY = b"not the key the bridge expects"
+WEBHOOKS_IN_FLIGHT = 16
+"""Webhooks posted at once at most: enough for thousands a second against a local receiver."""
+QUEUE_LIMIT = 10_000
+"""Webhooks waiting to be posted at most; beyond that a change's webhook is lost (and logged)."""
 
 
 def display_name(key_name: str) -> str:
@@ -77,65 +84,103 @@ def _status(change: Change) -> str:
 
 
 class WebhookSender:
-    """Queues a webhook for every change of ``sim`` and POSTs them while :meth:`run` runs.
+    """Queues a webhook for every change of ``sim`` and POSTs them while :meth:`run` runs, ``in_flight`` at once.
 
-    ``sent``, ``lost`` and ``failed`` count what happened to them (a failed POST is not repeated).
+    The order of the webhooks is not kept: each is only a doorbell for its project. ``sent``, ``lost`` and
+    ``failed`` count what happened to them (a failed POST is not repeated; a webhook that finds the queue full is
+    lost). ``options`` may be replaced while running (the faults and the URL of the next webhooks change).
     """
 
     def __init__(
-        self, sim: Simulator, options: SimulatorWebhookSettings, http: httpx.AsyncClient, *, access_id: str
+        self,
+        sim: Simulator,
+        options: SimulatorWebhookSettings,
+        http: httpx.AsyncClient,
+        *,
+        access_id: str,
+        in_flight: int = WEBHOOKS_IN_FLIGHT,
     ) -> None:
         if not options.url:
             raise ValueError("simulator.webhooks.url is not set: there is nowhere to send webhooks")
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        self.options = options
         self._sim = sim
-        self._options = options
         self._http = http
         self._access_id = options.hmac.access_id if options.hmac and options.hmac.access_id else access_id
         self._key = hmac_auth.decode_key(options.hmac.key.reveal()) if options.hmac is not None else None
-        self._rng = random.Random(f"boro-webhooks-{sim.seed}")  # noqa: S311 - faults to replay, not secrets
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._rng = random.Random(f"boro-webhooks-{sim.seed}")
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        self._in_flight = in_flight
+        self._slots = asyncio.Semaphore(in_flight)
         self.sent = self.lost = self.failed = 0
         sim.watch(self._changed)
 
+    @property
+    def queued(self) -> int:
+        """Webhooks waiting for a free slot."""
+        return self._queue.qsize()
+
     def _changed(self, change: Change) -> None:
         """Shape the webhook at once, while the record is as the change left it."""
-        self._queue.put_nowait((change.project_id, msgspec.json.encode(webhook_body(self._sim, change))))
+        try:
+            self._queue.put_nowait((change.project_id, msgspec.json.encode(webhook_body(self._sim, change))))
+        except asyncio.QueueFull:
+            self.lost += 1
+            if self.lost == 1 or self.lost % QUEUE_LIMIT == 0:
+                log.warning("%d webhooks queued: the newest are lost until the receiver keeps up", QUEUE_LIMIT)
 
     async def run(self) -> None:
-        """Send the queued webhooks until cancelled (delayed ones in tasks of their own)."""
-        async with asyncio.TaskGroup() as later:
-            while True:
-                project_id, body = await self._queue.get()
-                if self._rng.random() < self._options.lost:
-                    self.lost += 1
-                    continue
-                copies = 2 if self._rng.random() < self._options.duplicated else 1
-                if self._rng.random() < self._options.delayed:
-                    later.create_task(self._send_later(project_id, body, copies), name="boro-webhook-delayed")
-                else:
-                    await self._send(project_id, body, copies)
+        """Send the queued webhooks until cancelled: ``in_flight`` workers, delayed ones in tasks of their own."""
+        async with asyncio.TaskGroup() as tasks:
+            for number in range(self._in_flight):
+                tasks.create_task(self._work(tasks), name=f"boro-webhooks-{number}")
 
-    async def _send_later(self, project_id: int, body: bytes, copies: int) -> None:
-        await asyncio.sleep(self._options.delay_seconds)
-        await self._send(project_id, body, copies)
-
-    async def _send(self, project_id: int, body: bytes, copies: int) -> None:
-        url = str(self._options.url).replace("{project_id}", str(project_id))
-        for _ in range(copies):
-            try:
-                response = await self._http.post(url, content=body, headers=self._headers(url, body))
-            except httpx.HTTPError as error:
-                self.failed += 1
-                log.warning("webhook to %s not delivered: %s", url, error)
+    async def _work(self, later: asyncio.TaskGroup) -> None:
+        """Take the next webhook and draw its faults at once (in queue order, so a seed replays them), then send."""
+        while True:
+            project_id, body = await self._queue.get()
+            options = self.options
+            if self._rng.random() < options.lost:
+                self.lost += 1
                 continue
-            self.sent += 1
-            if not response.is_success:
-                log.info("webhook to %s answered HTTP %d", url, response.status_code)
+            copies = 2 if self._rng.random() < options.duplicated else 1
+            delayed = self._rng.random() < options.delayed
+            keys = [self._signing_key() for _ in range(copies)]
+            if delayed:
+                later.create_task(self._send_later(project_id, body, keys), name="boro-webhook-delayed")
+            else:
+                await self._send(project_id, body, keys)
 
-    def _headers(self, url: str, body: bytes) -> dict[str, str]:
+    def _signing_key(self) -> bytes | None:
         if self._key is None:
+            return None
+        return _WRONG_KEY if self._rng.random() < self.options.bad_signature else self._key
+
+    async def _send_later(self, project_id: int, body: bytes, keys: list[bytes | None]) -> None:
+        await asyncio.sleep(self.options.delay_seconds)
+        await self._send(project_id, body, keys)
+
+    async def _send(self, project_id: int, body: bytes, keys: list[bytes | None]) -> None:
+        url = str(self.options.url).replace("{project_id}", str(project_id))
+        for key in keys:
+            async with self._slots:
+                await self._post(url, body, key)
+
+    async def _post(self, url: str, body: bytes, key: bytes | None) -> None:
+        try:
+            response = await self._http.post(url, content=body, headers=self._headers(url, body, key))
+        except httpx.HTTPError as error:
+            self.failed += 1
+            log.warning("webhook to %s not delivered: %s", url, error)
+            return
+        self.sent += 1
+        if not response.is_success:
+            log.info("webhook to %s answered HTTP %d", url, response.status_code)
+
+    def _headers(self, url: str, body: bytes, key: bytes | None) -> dict[str, str]:
+        if key is None:
             return {"Content-Type": hmac_auth.CONTENT_TYPE}
-        key = _WRONG_KEY if self._rng.random() < self._options.bad_signature else self._key
         parts = urlsplit(url)
         uri = f"{parts.path}?{parts.query}" if parts.query else parts.path
         return hmac_auth.signed_headers("POST", uri, body, self._access_id, key, datetime.now(UTC))
