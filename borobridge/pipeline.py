@@ -257,9 +257,10 @@ class Pipeline:
         self._failures.ended(stream.id, "stream %s: Boro answers its reads again", stream.id)
         events, unbuildable = self._factory.build_all(fed.transitions)
         batch.events += events
-        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in (*fed.rejected, *unbuildable)]
+        rejected = stream.memory.dead_letter(fed.rejected)  # a record read again is dead-lettered once
+        batch.dead_letters += [DeadLetter(stream.id, record) for record in (*rejected, *unbuildable)]
         moved = reading.resumable(fed.position) != reading.resumable(read.position)
-        return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and moved)
+        return bool(fed.transitions or rejected) or (read.purpose == "poll" and moved)
 
     def _count_reconciled(self, stream: Stream, transitions: Iterable[AlarmTransition]) -> None:
         for transition in transitions:
