@@ -27,6 +27,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
 
     Version 1 kept only ``update_token``, ``backfill_from`` and ``done`` (finished ids without times); a version 1
     record is still read (:meth:`resumed_position`, and its ``done`` ids are kept until Boro's time dates them).
+    ``dead_letters`` holds the digests of the records already dead-lettered, by bucket like ``finished``.
     """
 
     version: int = CHECKPOINT_VERSION
@@ -39,6 +40,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     position: Position | None = None
     finished: list[Finished] = []
     tasks: list[int] = []
+    dead_letters: list[Finished] = []
 
     def resumed_position(self) -> Position:
         """The read position this record describes, whichever version wrote it."""

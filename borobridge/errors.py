@@ -12,7 +12,7 @@
     ├── RecordError                  a record cannot become an event: it becomes a dead letter, never stops a poll
     ├── SinkError                    a sink could not deliver (retriable = True)
     │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
-    │   │   ├── EventTopicError      one project's events topic cannot be created or used; .topic, .project
+    │   │   ├── EventTopicError      projects' events topics cannot be created or used; .topics by project
     │   │   └── KafkaUnreachableError  no broker answers at start-up: retried, unlike a refusal (TLS, SASL)
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
     │   │   └── MqttRefusedError     the broker refused a publish (MQTT 5 reason code >= 0x80); .topic, .reason
@@ -146,15 +146,20 @@ class KafkaDeliveryError(SinkError):
 
 
 class EventTopicError(KafkaDeliveryError):
-    """The events topic of one project cannot be created or has the wrong configuration; retried, as the fix
-    (a topic created by hand, an ACL, a policy) needs no restart."""
+    """The events topics of some projects cannot be created or have the wrong configuration; ``topics`` maps each
+    such project to its topic. Retried for those projects alone, as the fix (a topic created by hand, an ACL, a
+    policy) needs no restart."""
 
     kind = "event_topic"
 
-    def __init__(self, message: str, *, topic: str, project: int) -> None:
-        self.topic = topic
-        self.project = project
+    def __init__(self, message: str, *, topics: dict[int, str]) -> None:
+        self.topics = topics
         super().__init__(message)
+
+    @property
+    def projects(self) -> list[int]:
+        """The projects whose events cannot be delivered."""
+        return sorted(self.topics)
 
 
 class KafkaUnreachableError(KafkaDeliveryError):

@@ -8,8 +8,8 @@
   tolerated, except a refusal of the bridge itself, which only a fixed setting ends) and every expected sink
   acknowledged its last delivery (a delivery that has not succeeded within ``sink_bound`` of the start of the first
   one since the last success — failed or still waiting — makes it unready; a sink that never answered gets
-  ``sink_bound`` from its registration), and no dependency is still unreachable at start-up. The reason says what
-  is wrong.
+  ``sink_bound`` from its registration), no stream is held back because a sink refuses its events, and no
+  dependency is still unreachable at start-up. The reason says what is wrong.
 
 :func:`serve_health` serves ``GET /livez``, ``GET /readyz`` (200, or 503 with the reason as text) and
 ``GET /metrics`` (Prometheus text format, or OpenMetrics when the scraper asks for it).
@@ -80,6 +80,7 @@ class Health:
         self._boro_failing: Failing | None = None
         self._sinks: dict[str, _Sink] = {}
         self._unreachable: dict[str, str] = {}
+        self._held: dict[str, str] = {}
 
     def dependency_unreachable(self, name: str, reason: str) -> None:
         """Dependency ``name`` cannot be reached at start-up; readiness names it until :meth:`dependency_reached`.
@@ -132,6 +133,14 @@ class Health:
         sink = self._sink(name)
         sink.failing = _continue(sink.failing, self._clock(), reason)
 
+    def stream_held(self, stream: str, reason: str) -> None:
+        """A sink cannot take the events of ``stream``: readiness names it until :meth:`stream_released`."""
+        self._held[stream] = reason
+
+    def stream_released(self, stream: str) -> None:
+        """The events of ``stream`` are delivered again."""
+        self._held.pop(stream, None)
+
     def liveness(self) -> tuple[bool, str]:
         """``(True, "ok")``, or ``False`` with how long the poll loop has been stuck."""
         idle = self._clock() - self._last_progress
@@ -145,7 +154,8 @@ class Health:
             return False, "; ".join(f"{name}: {reason}" for name, reason in self._unreachable.items())
         if not self._restored:
             return False, "restoring the stream cursors"
-        problems = [*self._boro_problems(), *self._sink_problems()]
+        held = [f"stream {stream} is held back: {reason}" for stream, reason in self._held.items()]
+        problems = [*self._boro_problems(), *self._sink_problems(), *held]
         return (False, "; ".join(problems)) if problems else (True, "ok")
 
     def _boro_problems(self) -> list[str]:

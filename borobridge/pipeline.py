@@ -7,6 +7,10 @@ delivered as one :class:`~borobridge.delivery.Batch` with the new checkpoints; p
 once the committer confirmed it, and a failed delivery rolls them back, so the next read from the same position
 yields the very same events. While one round is delivered the next is read and fed; it is delivered only once the
 one before it is committed, and given up with it when that fails.
+
+When Kafka cannot take the events of some projects (their events topic is refused), those projects' streams are
+held back on a backoff of their own and every other stream is read again at once from its last commit, so their
+events go on without waiting for the topic to be fixed.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer, DeadLetter
 from borobridge.doorbell import Doorbell
-from borobridge.errors import BoroError, BridgeError
+from borobridge.errors import BoroError, BridgeError, EventTopicError
 from borobridge.events import CloudEvent, EventFactory
 from borobridge.failure_log import FailureLog
 from borobridge.health import Health
+from borobridge.held_streams import HeldStreams
 from borobridge.metrics import Metrics
 from borobridge.reading import Position
 from borobridge.retry import retry_delay
@@ -94,6 +99,7 @@ class Pipeline:
         self._next_discovery = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
         self._failures = FailureLog(log)
+        self._held = HeldStreams(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff, clock)
 
     @property
     def streams(self) -> list[Stream]:
@@ -139,30 +145,60 @@ class Pipeline:
     async def _drain(self) -> int:
         """Read, feed and deliver rounds while streams are due; each round is read while the one before it is
         delivered. Returns the reads made."""
+        for held in self._held.waiting():
+            self._due[held] = math.inf
         delivering: asyncio.Task[None] | None = None
         done = 0
         try:
             for _ in range(self._settings.boro.retry.max_drain_requests):
                 reads = self._due_reads()
                 if not reads:
-                    break
+                    if delivering is None:
+                        break
+                    # the round in flight may give streams back to be read again
+                    previous, delivering = delivering, None
+                    await self._settled(previous, Round())
+                    continue
                 round_ = self._prepare(reads, await self._client.task_alarms([q for r in reads for q in r.queries]))
+                done += len(reads)
                 if delivering is not None:
                     previous, delivering = delivering, None
-                    await _delivered(previous, round_)
+                    if not await self._settled(previous, round_):
+                        continue  # given up with the round before it: its streams are read again
                 if round_.failures and len(round_.failures) == len(reads):
                     raise round_.failures[0]  # Boro failed every read: back off
-                done += len(reads)
                 delivering = asyncio.create_task(self._commit(round_))
             if delivering is not None:
                 last, delivering = delivering, None
-                await last
+                await self._settled(last, Round())
         finally:
             if delivering is not None:  # this cycle failed while a round was being delivered: let that end first
                 await asyncio.wait([delivering])
                 if not delivering.cancelled():
                     delivering.exception()  # it committed or rolled itself back; the failure above is the news
         return done
+
+    async def _settled(self, delivery: asyncio.Task[None], prepared: Round) -> bool:
+        """Wait for the round before ``prepared``; False when it failed for held-back streams only, and
+        ``prepared`` is given up with it. Any other failure gives ``prepared`` up and is raised."""
+        try:
+            await delivery
+        except EventTopicError:
+            self._read_again()
+            return False
+        except BaseException:
+            for stream in prepared.touched:
+                stream.rollback()
+            raise
+        return True
+
+    def _read_again(self) -> None:
+        """Roll every stream back to its last commit (nothing is in flight) and make all but the held ones due."""
+        now = self._clock()
+        for stream in self._streams.values():
+            stream.rollback()
+            if self._due.get(stream.id) != math.inf:
+                self._due[stream.id] = now
 
     def _due_reads(self) -> list[Read]:
         """The next read of every stream that is due, and of every sweep under way."""
@@ -223,9 +259,10 @@ class Pipeline:
         self._failures.ended(stream.id, "stream %s: Boro answers its reads again", stream.id)
         events, unbuildable = self._factory.build_all(fed.transitions)
         batch.events += events
-        batch.dead_letters += [DeadLetter(stream.id, rejected) for rejected in (*fed.rejected, *unbuildable)]
+        rejected = stream.memory.dead_letter(fed.rejected)  # a record read again is dead-lettered once
+        batch.dead_letters += [DeadLetter(stream.id, record) for record in (*rejected, *unbuildable)]
         moved = reading.resumable(fed.position) != reading.resumable(read.position)
-        return bool(fed.transitions or fed.rejected) or (read.purpose == "poll" and moved)
+        return bool(fed.transitions or rejected) or (read.purpose == "poll" and moved)
 
     def _count_reconciled(self, stream: Stream, transitions: Iterable[AlarmTransition]) -> None:
         for transition in transitions:
@@ -243,11 +280,14 @@ class Pipeline:
         if batch:
             try:
                 await self._committer.deliver(batch)
-            except BridgeError:
+            except BridgeError as error:
                 for stream in round_.touched:
                     stream.rollback()
+                if isinstance(error, EventTopicError):
+                    self._hold_back(error)
                 raise
             self._metrics.publish_seconds.observe(self._clock() - started)
+        self._release({s.id for s in (*round_.touched, *round_.current)})
         self._health.progress()
         self._metrics.polls.labels("ok").inc(round_.reads - len(round_.failures))
         self._metrics.dead_letters.inc(len(batch.dead_letters))
@@ -258,6 +298,25 @@ class Pipeline:
         for stream in {s.id: s for s in (*round_.touched, *round_.current)}.values():
             self._metrics.cursor_commit_time.labels(stream.id).set(now)
         self._metrics.active_alarms.set(sum(len(s.memory.active) for s in self._streams.values()))
+
+    def _hold_back(self, error: EventTopicError) -> None:
+        """Hold back the streams of the projects whose events Kafka cannot take, each on its own backoff."""
+        for project in error.projects:
+            stream = self._streams.get(project)
+            if stream is None:
+                continue
+            delay = self._held.hold(stream.id)
+            self._due[stream.id] = math.inf
+            self._health.stream_held(stream.id, str(error))
+            message = "stream %s: Kafka cannot take its events (%s); it is read again in %.1f s, the others go on"
+            fields = {"stream": stream.id, "project": project}
+            self._failures.failed(f"{stream.id} events", error, message, stream.id, error, delay, extra=fields)
+
+    def _release(self, delivered: set[str]) -> None:
+        for stream in delivered:
+            if self._held.release(stream):
+                self._health.stream_released(stream)
+                self._failures.ended(f"{stream} events", "stream %s: Kafka takes its events again", stream)
 
     def _count_published(self, events: list[CloudEvent]) -> None:
         """Count delivered transitions, once per label set rather than once per event."""
@@ -299,7 +358,8 @@ class Pipeline:
     def _until_due(self, started: float) -> float:
         """Cycles start every poll interval (a record waits at most one interval), or at once while a sweep or a
         period read has more to do than one cycle's requests."""
-        if any(stream.sweep or stream.position.busy for stream in self._streams.values()):
+        held = set(self._held.waiting())
+        if any((s.sweep or s.position.busy) and s.id not in held for s in self._streams.values()):
             return 0.0
         return max(0.0, started + self._settings.boro.poll_interval - self._clock())
 
@@ -333,16 +393,6 @@ def _checked(position: Position, results: list[PageResult]) -> list[AlarmPage]:
         reading.check_reply(position, result)
         pages.append(result)
     return pages
-
-
-async def _delivered(delivery: asyncio.Task[None], prepared: Round) -> None:
-    """Wait for the round before ``prepared``; when it failed, ``prepared`` is given up too."""
-    try:
-        await delivery
-    except BaseException:
-        for stream in prepared.touched:
-            stream.rollback()
-        raise
 
 
 def _describe(position: Position) -> str:

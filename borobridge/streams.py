@@ -135,6 +135,7 @@ class Stream:
             position=position,
             finished=self.memory.finished,
             tasks=sorted(self.tasks),
+            dead_letters=self.memory.dead_letters,
         )
 
     def advance(self, horizon_seconds: int) -> None:
@@ -256,5 +257,5 @@ def open_stream(
         since = int(first_start.since.timestamp()) if first_start.since else None
         return Stream(identity, base, TransitionMemory(), reading.first_position(first_start.mode, since))
     finished = [*saved.finished, Finished(UNKNOWN_TIME, saved.done)] if saved.done else saved.finished
-    memory = TransitionMemory(saved.active, finished)
+    memory = TransitionMemory(saved.active, finished, saved.dead_letters)
     return Stream(identity, base, memory, saved.resumed_position(), set(saved.tasks))

@@ -3,18 +3,21 @@
 A stream's :class:`TransitionMemory` knows which alarms the bridge has raised and which record ids are done
 (event emitted, or state cleared), each with the latest Boro time its change can have. Feeding it a page yields
 the new transitions; changes are journalled so that a page whose delivery failed can be rolled back and replayed
-identically. Finished ids are forgotten by Boro time, never by count: only once no read can reach back to them.
+identically. It also knows which records that cannot become events were dead-lettered already (by a digest of
+their bytes), so a record read again is dead-lettered once. Finished ids and dead letters are forgotten by Boro
+time, never by count: only once no read can reach back to them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from enum import StrEnum
 
 import msgspec
 
 from borobridge.boro.models import AlarmRecord
-from borobridge.boro.queries import DecodedRecord
+from borobridge.boro.queries import DecodedRecord, RejectedRecord
 
 BUCKET_SECONDS = 60  # finished ids are kept in buckets of this many seconds of Boro time
 
@@ -43,16 +46,53 @@ class Finished(msgspec.Struct, frozen=True, array_like=True):
     ids: list[int]
 
 
-class TransitionMemory:
-    """The raised alarms and the finished record ids of one stream that a read may still meet."""
+class _Dated:
+    """Ids kept in buckets of Boro time, each bucket's ``until`` no earlier than its ids' changes."""
 
-    def __init__(self, active: Iterable[int] = (), finished: Iterable[Finished] = ()) -> None:
-        self._active: dict[int, None] = dict.fromkeys(active)
-        self._buckets: dict[int, set[int]] = {}
-        self._bucket_of: dict[int, int] = {}
-        for bucket in finished:
+    def __init__(self, buckets: Iterable[Finished] = ()) -> None:
+        self.buckets: dict[int, set[int]] = {}
+        self.bucket_of: dict[int, int] = {}
+        for bucket in buckets:
             for record_id in bucket.ids:
-                self._put(record_id, bucket.until)
+                self.put(record_id, bucket.until)
+
+    def listed(self) -> list[Finished]:
+        return [Finished(until, sorted(ids)) for until, ids in sorted(self.buckets.items())]
+
+    def put(self, record_id: int, until: int) -> None:
+        self.buckets.setdefault(until, set()).add(record_id)
+        self.bucket_of[record_id] = until
+
+    def drop(self, record_id: int) -> None:
+        until = self.bucket_of.pop(record_id)
+        bucket = self.buckets[until]
+        bucket.discard(record_id)
+        if not bucket:
+            del self.buckets[until]
+
+    def date_unknown(self, until: int) -> None:
+        """The first Boro time known dates the ids kept without one."""
+        for record_id in list(self.buckets.get(UNKNOWN_TIME, ())):
+            self.drop(record_id)
+            self.put(record_id, until)
+
+    def forget_before(self, horizon: int, pending: set[int]) -> None:
+        """Forget whole buckets before ``horizon`` that hold no id of ``pending``."""
+        for until in [until for until in self.buckets if until < horizon]:
+            if self.buckets[until].isdisjoint(pending):
+                for record_id in self.buckets.pop(until):
+                    del self.bucket_of[record_id]
+
+
+class TransitionMemory:
+    """The raised alarms, the finished record ids and the dead letters of one stream that a read may still meet."""
+
+    def __init__(
+        self, active: Iterable[int] = (), finished: Iterable[Finished] = (), dead_letters: Iterable[Finished] = ()
+    ) -> None:
+        self._active: dict[int, None] = dict.fromkeys(active)
+        self._finished = _Dated(finished)
+        self._dead = _Dated(dead_letters)
         self._journal: list[tuple[str, int]] = []
         self._committed = 0  # journal entries committed so far, ever: marks count from the first feed
         self._until = 0  # the bucket of the records being fed
@@ -65,12 +105,17 @@ class TransitionMemory:
     @property
     def finished(self) -> list[Finished]:
         """Finished record ids by bucket, oldest bucket first."""
-        return [Finished(until, sorted(ids)) for until, ids in sorted(self._buckets.items())]
+        return self._finished.listed()
+
+    @property
+    def dead_letters(self) -> list[Finished]:
+        """Digests of the records dead-lettered (:func:`dead_letter_digest`) by bucket, oldest bucket first."""
+        return self._dead.listed()
 
     @property
     def done(self) -> set[int]:
         """Every finished record id still remembered."""
-        return set(self._bucket_of)
+        return set(self._finished.bucket_of)
 
     def feed(self, records: Iterable[DecodedRecord], until: int | None = None) -> list[AlarmTransition]:
         """The transitions these records add, in their order; repeats yield nothing.
@@ -79,14 +124,25 @@ class TransitionMemory:
         are kept until a later feed gives a time).
         """
         self._until = _bucket(until)
-        if until is not None and UNKNOWN_TIME in self._buckets:
-            for record_id in list(self._buckets[UNKNOWN_TIME]):  # the first Boro time known dates them
-                self._drop(record_id)
-                self._put(record_id, self._until)
+        if until is not None:
+            self._finished.date_unknown(self._until)
+            self._dead.date_unknown(self._until)
         transitions: list[AlarmTransition] = []
         for item in records:
             transitions += self._transitions_of(item)
         return transitions
+
+    def dead_letter(self, rejected: Iterable[RejectedRecord]) -> list[RejectedRecord]:
+        """The records among ``rejected`` not dead-lettered before, remembered from now on, dated like the records
+        fed last (they came in the same read)."""
+        fresh: list[RejectedRecord] = []
+        for item in rejected:
+            digest = dead_letter_digest(item.raw)
+            if digest not in self._dead.bucket_of:
+                self._dead.put(digest, self._until)
+                self._journal.append(("dead", digest))
+                fresh.append(item)
+        return fresh
 
     def mark(self) -> int:
         """A point in what was fed so far, to commit up to later (a page fed after it stays uncommitted)."""
@@ -99,30 +155,30 @@ class TransitionMemory:
         self._committed += kept
 
     def forget_before(self, horizon: int) -> None:
-        """Forget the finished ids whose changes all lie before ``horizon`` (Boro time), once no read reaches them.
+        """Forget the finished ids and dead letters whose changes all lie before ``horizon`` (Boro time), once no
+        read reaches them.
 
-        Only committed ids go: a bucket that holds ids fed since the last commit stays, so a rollback finds them.
+        Only committed ones go: a bucket that holds ids fed since the last commit stays, so a rollback finds them.
         """
-        pending = {record_id for change, record_id in self._journal if change == "finish"}
-        for until in [until for until in self._buckets if until < horizon]:
-            if self._buckets[until].isdisjoint(pending):
-                for record_id in self._buckets.pop(until):
-                    del self._bucket_of[record_id]
+        self._finished.forget_before(horizon, {key for change, key in self._journal if change == "finish"})
+        self._dead.forget_before(horizon, {key for change, key in self._journal if change == "dead"})
 
     def rollback(self) -> None:
         """Undo everything fed since the last commit."""
-        for change, record_id in reversed(self._journal):
+        for change, key in reversed(self._journal):
             if change == "raise":
-                del self._active[record_id]
+                del self._active[key]
             elif change == "finish":
-                self._drop(record_id)
+                self._finished.drop(key)
+            elif change == "dead":
+                self._dead.drop(key)
             else:
-                self._active[record_id] = None
+                self._active[key] = None
         self._journal.clear()
 
     def _transitions_of(self, item: DecodedRecord) -> list[AlarmTransition]:
         record = item.record
-        if record.id in self._bucket_of:
+        if record.id in self._finished.bucket_of:
             return []
         if record.type == "event":
             self._finish(record.id)
@@ -150,19 +206,13 @@ class TransitionMemory:
         self._journal.append(("raise", record_id))
 
     def _finish(self, record_id: int) -> None:
-        self._put(record_id, self._until)
+        self._finished.put(record_id, self._until)
         self._journal.append(("finish", record_id))
 
-    def _put(self, record_id: int, until: int) -> None:
-        self._buckets.setdefault(until, set()).add(record_id)
-        self._bucket_of[record_id] = until
 
-    def _drop(self, record_id: int) -> None:
-        until = self._bucket_of.pop(record_id)
-        bucket = self._buckets[until]
-        bucket.discard(record_id)
-        if not bucket:
-            del self._buckets[until]
+def dead_letter_digest(raw: bytes) -> int:
+    """What identifies a dead-lettered record: the first 63 bits of the SHA-256 of its bytes (it may lack an id)."""
+    return int.from_bytes(hashlib.sha256(raw).digest()[:8]) >> 1
 
 
 UNKNOWN_TIME = 2**53  # the bucket of ids finished before any Boro time was known: kept until one is

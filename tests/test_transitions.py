@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from borobridge.boro.queries import RejectedRecord
+from borobridge.checkpoint import Checkpoint
 from borobridge.transitions import Transition, TransitionMemory
-from tests.records import decoded
+from tests.records import decoded, record_bytes
 
 
 def kinds(memory: TransitionMemory, *records: object) -> list[tuple[int, Transition, bool]]:
@@ -123,3 +126,53 @@ def test_any_sequence_gives_raise_before_clear_and_no_repeats(steps: list[tuple[
     for record_id, kind in ids:
         if kind is Transition.CLEARED:
             assert ids.index((record_id, Transition.RAISED)) < ids.index((record_id, Transition.CLEARED))
+
+
+# ---- dead letters ----------------------------------------------------------------------------------------------
+
+
+def poison_record(record_id: int) -> RejectedRecord:
+    return RejectedRecord(23, record_bytes(record_id, trigger_time=1590570529000), "trigger_time in milliseconds")
+
+
+def test_a_poison_record_read_again_is_dead_lettered_once() -> None:
+    memory = TransitionMemory()
+    memory.feed([], until=1_000)
+    assert memory.dead_letter([poison_record(5), poison_record(5)]) == [poison_record(5)]
+    memory.commit()
+    memory.feed([], until=1_010)
+    assert memory.dead_letter([poison_record(5), poison_record(6)]) == [poison_record(6)]
+
+
+def test_a_dead_letter_rolled_back_is_dead_lettered_again() -> None:
+    memory = TransitionMemory()
+    memory.feed([], until=1_000)
+    memory.dead_letter([poison_record(5)])
+    memory.rollback()
+    assert memory.dead_letter([poison_record(5)]) == [poison_record(5)]
+
+
+def test_a_restart_from_the_checkpoint_remembers_the_dead_letters() -> None:
+    memory = TransitionMemory()
+    memory.feed([], until=1_000)
+    memory.dead_letter([poison_record(5)])
+    memory.commit()
+    saved = msgspec.json.decode(
+        msgspec.json.encode(Checkpoint(stream="s", dead_letters=memory.dead_letters)), type=Checkpoint
+    )
+    restarted = TransitionMemory(saved.active, saved.finished, saved.dead_letters)
+    restarted.feed([], until=1_000)
+    assert restarted.dead_letter([poison_record(5)]) == []
+
+
+def test_dead_letters_are_forgotten_by_boro_time() -> None:
+    memory = TransitionMemory()
+    memory.feed([], until=1_000)
+    memory.dead_letter([poison_record(5)])
+    memory.commit()
+    memory.forget_before(5_000)
+    assert memory.dead_letters == []
+
+
+def test_an_old_checkpoint_without_dead_letters_loads() -> None:
+    assert msgspec.json.decode(b'{"version": 2, "stream": "s"}', type=Checkpoint).dead_letters == []

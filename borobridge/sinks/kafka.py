@@ -176,18 +176,23 @@ class KafkaSink:
             raise KafkaDeliveryError(f"cannot inspect or create Kafka topics: {exc}") from exc
 
     async def _ensure_each_event_topic(self, projects: list[int]) -> None:
-        """A topic refused is one project's problem, fixed without a restart: a retriable error naming both."""
+        """A topic refused is its project's problem, fixed without a restart: one retriable error naming every
+        project refused and its topic, so that the other projects' events can go on without them."""
+        refused: dict[int, str] = {}
+        problems: list[str] = []
         for project in projects:
             spec = event_topic(self._settings.topics, project)
             try:
                 await self._topic_manager().ensure([spec])
             except TopicPolicyError as exc:
-                raise EventTopicError(
-                    f"project {project}: its events topic {spec.name} cannot be used ({exc}); "
-                    "nothing is lost, the round is retried with backoff until the topic is fixed",
-                    topic=spec.name,
-                    project=project,
-                ) from exc
+                refused[project] = spec.name
+                problems.append(f"project {project}: its events topic {spec.name} cannot be used ({exc})")
+        if refused:
+            raise EventTopicError(
+                "; ".join(problems) + "; nothing is lost, the streams of these projects wait with backoff until "
+                "the topic is fixed, the other projects go on",
+                topics=refused,
+            )
 
     async def _committed_after_all(self) -> bool:
         """Whether the round just given up on was committed, asked at once through a new producer."""
