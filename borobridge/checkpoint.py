@@ -26,6 +26,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
 
     Version 1 kept only ``update_token``, ``backfill_from`` and ``done`` (finished ids without times); a version 1
     record is still read (:meth:`resumed_position`, and its ``done`` ids are kept until Boro's time dates them).
+    ``backfill`` is the first start's history read still to do (None: none, or done); it never moves ``position``.
     """
 
     version: int = CHECKPOINT_VERSION
@@ -38,6 +39,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     position: Position | None = None
     finished: list[Finished] = []
     tasks: list[int] = []
+    backfill: Position | None = None
 
     def resumed_position(self) -> Position:
         """The read position this record describes, whichever version wrote it."""
