@@ -28,6 +28,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     Version 1 kept only ``update_token``, ``backfill_from`` and ``done`` (finished ids without times); a version 1
     record is still read (:meth:`resumed_position`, and its ``done`` ids are kept until Boro's time dates them).
     ``dead_letters`` holds the digests of the records already dead-lettered, by bucket like ``finished``.
+    ``backfill`` is the first start's history read still to do (None: none, or done); it never moves ``position``.
     """
 
     version: int = CHECKPOINT_VERSION
@@ -41,6 +42,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     finished: list[Finished] = []
     tasks: list[int] = []
     dead_letters: list[Finished] = []
+    backfill: Position | None = None
 
     def resumed_position(self) -> Position:
         """The read position this record describes, whichever version wrote it."""

@@ -83,6 +83,15 @@ class Metrics:
             ["stream"],
             registry=reg,
         )
+        self.backfill_remaining = Gauge(
+            "borobridge_backfill_remaining_seconds",
+            "Seconds of Boro time each stream's first-start history read still has to go (0: done)",
+            ["stream"],
+            registry=reg,
+        )
+        self.cycle_retries = Counter(
+            "borobridge_poll_cycle_retries", "Poll cycles that failed and are tried again after a backoff", registry=reg
+        )
         self.active_alarms = Gauge("borobridge_active_alarms", "Alarms currently raised", registry=reg)
         self.mqtt_relay_lag = Gauge("borobridge_mqtt_relay_lag", "Kafka records not yet relayed to MQTT", registry=reg)
         self.mqtt_relay_skipped = Counter(
@@ -112,9 +121,12 @@ class Metrics:
         for reason in RELAY_SKIP_REASONS:
             self.mqtt_relay_skipped.labels(reason)
 
-    def stream_opened(self, stream: str) -> None:
-        """Show the per-stream counters of ``stream`` at zero from now on."""
+    def stream_opened(self, stream: str, *, reading_history: bool = False) -> None:
+        """Show the per-stream counters of ``stream`` at zero from now on, and its history gauge once it is known
+        (at once, at zero, when the stream has no history to read)."""
         self.reconciled.labels(stream)
+        if not reading_history:
+            self.backfill_remaining.labels(stream).set(0)
 
     def follow_readiness(self, readiness: Callable[[], tuple[bool, str]]) -> None:
         """``borobridge_ready`` answers what ``readiness`` says at each scrape, as /readyz does."""

@@ -47,14 +47,17 @@ log = logging.getLogger(__name__)
 
 CYCLE = "cycle"  # the keys of the failures said once (streams are keyed by their id)
 DISCOVERY = "discovery"
+BACKFILL_READS_PER_ROUND = 4  # history reads in one round, streams taking turns: live reads never wait behind them
+BACKFILL_LOG_INTERVAL = 60.0  # seconds between the progress lines of the history reads
 
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """One read step of one stream: its own position moved on, or its reconciliation sweep."""
+    """One read step of one stream: its own position moved on, its first start's history read, or its
+    reconciliation sweep."""
 
     stream: Stream
-    purpose: Literal["poll", "sweep"]
+    purpose: Literal["poll", "backfill", "sweep"]
     position: Position
     queries: list[AlarmQuery]
 
@@ -97,6 +100,9 @@ class Pipeline:
         self._due: dict[str, float] = {}  # when each stream is read next in this cycle (this process's clock)
         self._next_sweep: dict[str, float] = {}
         self._next_discovery = 0.0
+        self._backfill_turn = 0  # which backfilling stream reads first in the next round
+        self._backfill_resting: set[str] = set()  # history reads that failed in this cycle
+        self._next_progress_log = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
         self._failures = FailureLog(log)
         self._held = HeldStreams(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff, clock)
@@ -127,7 +133,9 @@ class Pipeline:
         try:
             await self._discover()
             self._due = dict.fromkeys((stream.id for stream in self._streams.values()), started)
+            self._backfill_resting.clear()
             reads = await self._drain()
+            self._log_backfill_progress()
         except BridgeError as error:
             delay = retry_delay(error, self._backoff)
             if delay is None:
@@ -201,9 +209,10 @@ class Pipeline:
                 self._due[stream.id] = now
 
     def _due_reads(self) -> list[Read]:
-        """The next read of every stream that is due, and of every sweep under way."""
+        """The next read of every stream that is due, and of every sweep under way, after a few history reads
+        (their records come first, so a round that reads both gives a task's history before its live changes)."""
         now = self._clock()
-        reads: list[Read] = []
+        reads = self._backfill_reads()
         for stream in self._streams.values():
             due = self._due.get(stream.id, 0.0)
             if now >= due:
@@ -215,9 +224,21 @@ class Pipeline:
                 reads.append(Read(stream, "sweep", sweep, stream.queries(sweep, "sweep")))
         return reads
 
+    def _backfill_reads(self) -> list[Read]:
+        """The next history read of at most :data:`BACKFILL_READS_PER_ROUND` streams, taking turns."""
+        waiting = [s for s in self._streams.values() if s.backfill is not None and s.id not in self._backfill_resting]
+        if not waiting:
+            return []
+        start = self._backfill_turn % len(waiting)
+        chosen = (waiting[start:] + waiting[:start])[:BACKFILL_READS_PER_ROUND]
+        self._backfill_turn = start + len(chosen)
+        return [Read(s, "backfill", s.backfill, s.queries(s.backfill, "backfill")) for s in chosen if s.backfill]
+
     def _start_sweep(self, stream: Stream, now: float) -> Position | None:
         options = self._settings.reconcile
-        if stream.position.busy or now < self._next_sweep.setdefault(stream.id, now + options.interval):
+        if stream.position.busy or stream.backfill is not None:  # a sweep meeting unread history is no news
+            return None
+        if now < self._next_sweep.setdefault(stream.id, now + options.interval):
             return None
         self._next_sweep[stream.id] = now + options.interval
         stream.sweep = reading.sweep_position(stream.position, options.window)
@@ -252,6 +273,8 @@ class Pipeline:
         if read.purpose == "sweep":
             stream.sweep = fed.position if fed.position.windows else None
             self._count_reconciled(stream, fed.transitions)
+        elif read.purpose == "backfill":
+            stream.backfill = fed.position if fed.position.busy else None
         else:
             stream.position = fed.position
             pause = 0.0 if fed.position.busy else self._settings.boro.poll_interval
@@ -262,7 +285,7 @@ class Pipeline:
         rejected = stream.memory.dead_letter(fed.rejected)  # a record read again is dead-lettered once
         batch.dead_letters += [DeadLetter(stream.id, record) for record in (*rejected, *unbuildable)]
         moved = reading.resumable(fed.position) != reading.resumable(read.position)
-        return bool(fed.transitions or rejected) or (read.purpose == "poll" and moved)
+        return bool(fed.transitions or rejected) or (read.purpose != "sweep" and moved)
 
     def _count_reconciled(self, stream: Stream, transitions: Iterable[AlarmTransition]) -> None:
         for transition in transitions:
@@ -294,7 +317,9 @@ class Pipeline:
         self._count_published(batch.events)
         now = time.time()
         for stream in round_.touched:
+            history = stream.committed_backfill
             stream.advance(self._settings.reconcile.window)
+            self._show_backfill(stream, was_reading=history is not None)
         for stream in {s.id: s for s in (*round_.touched, *round_.current)}.values():
             self._metrics.cursor_commit_time.labels(stream.id).set(now)
         self._metrics.active_alarms.set(sum(len(s.memory.active) for s in self._streams.values()))
@@ -317,6 +342,28 @@ class Pipeline:
             if self._held.release(stream):
                 self._health.stream_released(stream)
                 self._failures.ended(f"{stream} events", "stream %s: Kafka takes its events again", stream)
+
+    def _show_backfill(self, stream: Stream, *, was_reading: bool) -> None:
+        """Set the stream's history gauge from its committed history read; say so once it reached the present."""
+        remaining = reading.backfill_remaining(stream.committed_backfill, stream.committed.clock)
+        if remaining is not None:
+            self._metrics.backfill_remaining.labels(stream.id).set(remaining)
+        if was_reading and stream.committed_backfill is None:
+            log.info("stream %s: history read to the present; the first start is complete", stream.id)
+
+    def _log_backfill_progress(self) -> None:
+        """Every :data:`BACKFILL_LOG_INTERVAL`, one line per stream whose history is still being read."""
+        now = self._clock()
+        if now < self._next_progress_log:
+            return
+        self._next_progress_log = now + BACKFILL_LOG_INTERVAL
+        for stream in self._streams.values():
+            if stream.committed_backfill is None:
+                continue
+            remaining = reading.backfill_remaining(stream.committed_backfill, stream.committed.clock)
+            left = "unknown yet" if remaining is None else f"{remaining} s of Boro time"
+            where = _describe(stream.committed_backfill)
+            log.info("stream %s: reading history, at %s, %s to go", stream.id, where, left)
 
     def _count_published(self, events: list[CloudEvent]) -> None:
         """Count delivered transitions, once per label set rather than once per event."""
@@ -352,21 +399,27 @@ class Pipeline:
                 saved = self._saved.get(stream_id(self._server, project_id, boro))
                 stream = open_stream(self._server, project_id, boro, saved, self._settings.first_start)
                 self._streams[project_id] = stream
-                self._metrics.stream_opened(stream.id)
+                self._metrics.stream_opened(stream.id, reading_history=stream.backfill is not None)
                 log.info("stream %s opened at %s", stream.id, _describe(stream.position))
+                if stream.backfill is not None:
+                    where = _describe(stream.backfill)
+                    log.info("stream %s: reading history from %s beside the live alarms", stream.id, where)
 
     def _until_due(self, started: float) -> float:
         """Cycles start every poll interval (a record waits at most one interval), or at once while a sweep or a
-        period read has more to do than one cycle's requests."""
+        period read or a history read has more to do than one cycle's requests."""
         held = set(self._held.waiting())
-        if any((s.sweep or s.position.busy) and s.id not in held for s in self._streams.values()):
+        if any((s.sweep or s.backfill or s.position.busy) and s.id not in held for s in self._streams.values()):
             return 0.0
         return max(0.0, started + self._settings.boro.poll_interval - self._clock())
 
     def _count_failure(self, read: Read, error: BoroError) -> BoroError:
         self._metrics.polls.labels("error").inc()
         self._metrics.errors.labels(error.kind).inc()
-        self._due[read.stream.id] = math.inf
+        if read.purpose == "backfill":
+            self._backfill_resting.add(read.stream.id)  # the live lane goes on; the next cycle tries again
+        else:
+            self._due[read.stream.id] = math.inf
         message = "stream %s: read failed, position stays at %s: %s"
         where = _describe(read.position)
         fields = {"stream": read.stream.id, "project": read.stream.base.project_id}
@@ -380,7 +433,8 @@ class Pipeline:
             message = "Boro refuses the bridge (%s): fix your configuration (%s); asking again every %.1f s"
             self._failures.failed(CYCLE, error, message, error, error.fix, delay)
             return delay
-        self._failures.failed(CYCLE, error, "poll cycle failed (%s); next attempt in %.1f s", error, delay, once=False)
+        self._metrics.cycle_retries.inc()
+        self._failures.failed(CYCLE, error, "poll cycle failed (%s); next attempt in %.1f s", error, delay)
         return max(delay, 0.0)
 
 

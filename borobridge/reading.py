@@ -129,11 +129,35 @@ def combined(
     return records
 
 
-def first_position(mode: Literal["now", "since", "all"], since: int | None) -> Position:
-    """A new stream: snapshot the active states (``now``), or read by period from ``since`` (or the beginning)."""
+FirstMode = Literal["now", "since", "all"]
+
+
+def first_position() -> Position:
+    """A new stream's live lane, whatever ``first_start.mode``: the active states' snapshot, then the token.
+
+    History (``since``, ``all``) is read beside it, by :func:`backfill_position`, so live alarms never wait for it;
+    the active states are then raised by the history read, in order, and the snapshot only gives the token.
+    """
+    return Position(snapshot=True)
+
+
+def backfill_position(mode: FirstMode, since: int | None) -> Position | None:
+    """A new stream's history read (None for ``now``): the open window from ``since``, or from the beginning.
+
+    It is read like any period read, up to Boro's present; the token it ends with is dropped, since the live lane
+    has its own. What both lanes meet is fed to the one transition memory, so it is delivered once.
+    """
     if mode == "now":
-        return Position(snapshot=True)
+        return None
     return Position(windows=(Window(max(since or 1, 1)),))
+
+
+def backfill_remaining(backfill: Position | None, clock: int | None) -> int | None:
+    """Seconds of Boro time between the history read's next window and ``clock`` (0 once done; None: unknown)."""
+    if backfill is None or not backfill.busy:
+        return 0
+    latest = _later(clock, backfill.clock)
+    return None if latest is None else max(latest - backfill.windows[0].low, 0)
 
 
 def next_query(position: Position, base: AlarmQuery) -> AlarmQuery:

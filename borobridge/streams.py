@@ -22,8 +22,10 @@ class Stream:
     """The poll state of one stream.
 
     ``position`` is where reading has got to (fed, maybe not yet delivered), ``committed`` where the last
-    delivered checkpoint left it. Each checkpoint built is committed (:meth:`advance`) or given up
-    (:meth:`rollback`) in the order it was built; a round may be fed while the one before it is being delivered.
+    delivered checkpoint left it. ``backfill`` (and ``committed_backfill``) is the first start's history read, a
+    lane beside the live one that feeds the same memory and never moves ``position``; None once done. Each
+    checkpoint built is committed (:meth:`advance`) or given up (:meth:`rollback`) in the order it was built; a
+    round may be fed while the one before it is being delivered.
     """
 
     id: str
@@ -32,15 +34,18 @@ class Stream:
     committed: Position
     tasks: set[int] = field(default_factory=set)
     sweep: Position | None = None
+    committed_backfill: Position | None = None
     position: Position = field(init=False)
+    backfill: Position | None = field(init=False)
     _horizon: int = field(default=0, init=False, repr=False)  # Boro time before which the memory forgets
     _gathered: dict[str, _Gathered] = field(default_factory=dict, init=False, repr=False)
     _directions: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # by kind of listing
-    _marks: deque[tuple[int, Position, frozenset[int]]] = field(default_factory=deque, init=False, repr=False)
+    _marks: deque[_Mark] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.position = self.committed
+        self.backfill = self.committed_backfill
         self._committed_tasks = frozenset(self.tasks)
 
     @property
@@ -112,6 +117,8 @@ class Stream:
         records = reading.combined(listings, read.hint, read.by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
+        elif self.backfill is not None:  # the history lane raises them in Boro's order: the snapshot gives its token
+            records = []
         transitions = self._remember(position, queries, answer, records)
         rejected = list(gathered.rejected.values())
         gathered.clear()
@@ -127,7 +134,8 @@ class Stream:
     def checkpoint(self) -> Checkpoint:
         """The record that commits this stream where it stands now, memory as fed so far."""
         position = reading.resumable(self.position)
-        self._marks.append((self.memory.mark(), position, frozenset(self.tasks)))
+        backfill = reading.resumable(self.backfill) if self.backfill is not None else None
+        self._marks.append(_Mark(self.memory.mark(), position, frozenset(self.tasks), backfill))
         return Checkpoint(
             stream=self.id,
             update_token=position.token,
@@ -136,13 +144,15 @@ class Stream:
             finished=self.memory.finished,
             tasks=sorted(self.tasks),
             dead_letters=self.memory.dead_letters,
+            backfill=backfill,
         )
 
     def advance(self, horizon_seconds: int) -> None:
         """Adopt the oldest checkpoint not yet committed, once it is, and forget what no read can reach again."""
-        mark, self.committed, self._committed_tasks = self._marks.popleft()
-        self.memory.commit(mark)
-        horizon = _horizon(self.committed, horizon_seconds)
+        mark = self._marks.popleft()
+        self.committed, self._committed_tasks, self.committed_backfill = mark.position, mark.tasks, mark.backfill
+        self.memory.commit(mark.memory)
+        horizon = _horizon(self.committed, horizon_seconds, self.committed_backfill)
         if horizon is not None:
             self.memory.forget_before(horizon)
             self._horizon = horizon
@@ -152,9 +162,20 @@ class Stream:
         self.memory.rollback()
         self._marks.clear()
         self.position = self.committed
+        self.backfill = self.committed_backfill
         self.tasks = set(self._committed_tasks)
         self.sweep = None
         self._gathered.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """A checkpoint built and not yet committed: the memory's mark, and the lanes and tasks it records."""
+
+    memory: int
+    position: Position
+    tasks: frozenset[int]
+    backfill: Position | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,14 +246,16 @@ def _recent(records: list[DecodedRecord], horizon: int) -> list[DecodedRecord]:
     return [item for item in records if item.record.trigger_time >= horizon or item.record.active is False]
 
 
-def _horizon(position: Position, seconds: int) -> int | None:
-    """Boro time before which no read goes any more: the sweep's reach behind the clock, and the gap's start."""
+def _horizon(position: Position, seconds: int, backfill: Position | None = None) -> int | None:
+    """Boro time before which no read goes any more: the sweep's reach behind the clock, the gap's start, and the
+    history read's."""
     if position.clock is None:
         return None
     lows = [position.clock - seconds]
     if position.floor is not None:
         lows.append(position.floor - seconds)
     lows += [window.low for window in position.windows]
+    lows += [window.low for window in backfill.windows] if backfill is not None else []
     return min(lows) - reading.MAX_PASSES * 60
 
 
@@ -255,7 +278,8 @@ def open_stream(
     identity = stream_id(server, project_id, settings)
     if saved is None or not (saved.update_token is not None or saved.resumed_position().busy):
         since = int(first_start.since.timestamp()) if first_start.since else None
-        return Stream(identity, base, TransitionMemory(), reading.first_position(first_start.mode, since))
+        backfill = reading.backfill_position(first_start.mode, since)
+        return Stream(identity, base, TransitionMemory(), reading.first_position(), committed_backfill=backfill)
     finished = [*saved.finished, Finished(UNKNOWN_TIME, saved.done)] if saved.done else saved.finished
     memory = TransitionMemory(saved.active, finished, saved.dead_letters)
-    return Stream(identity, base, memory, saved.resumed_position(), set(saved.tasks))
+    return Stream(identity, base, memory, saved.resumed_position(), set(saved.tasks), committed_backfill=saved.backfill)

@@ -119,7 +119,7 @@ def test_paging_passes_are_bounded() -> None:
 
 
 def test_the_snapshot_takes_its_first_pages_token_and_the_latest_time_it_saw_as_floor() -> None:
-    start = reading.first_position("now", None)
+    start = reading.first_position()
     assert reading.next_query(start, BASE).active_states_only
     first = after(start, page([decoded(1, trigger_time=NOW - 500)] * 3, 7, total_pages=2))
     assert (first.token, first.page, first.snapshot) == (7, 2, True)
@@ -132,9 +132,11 @@ def test_the_snapshot_takes_its_first_pages_token_and_the_latest_time_it_saw_as_
     assert (settled.snapshot, settled.token, settled.floor) == (False, 7, NOW)
 
 
-def test_first_starts_since_and_all_read_by_period() -> None:
-    assert reading.first_position("since", NOW).windows == (Window(NOW),)
-    assert reading.first_position("all", None).windows == (Window(1),)
+def test_first_starts_since_and_all_read_history_beside_the_live_lane() -> None:
+    assert reading.backfill_position("since", NOW) == Position(windows=(Window(NOW),))
+    assert reading.backfill_position("all", None) == Position(windows=(Window(1),))
+    assert reading.backfill_position("now", None) is None
+    assert reading.first_position().snapshot, "every mode starts its live lane at once"
 
 
 @pytest.mark.parametrize(
