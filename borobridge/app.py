@@ -29,7 +29,8 @@ from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
 from borobridge.errors import KafkaUnreachableError
-from borobridge.health import Health, ReportingCommitter, serve_health
+from borobridge.health import Health, ReportingCommitter
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo

@@ -16,7 +16,8 @@ from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import ENDPOINT_PATH, SimReply, Simulator, StoredRecord
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
-from borobridge.health import Health, serve_health
+from borobridge.health import Health
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.sinks.stream import JsonLinesSink

@@ -18,7 +18,8 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import CheckpointError
-from borobridge.health import Health, ReportingCommitter, serve_health
+from borobridge.health import Health, ReportingCommitter
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.sinks.stream import JsonLinesSink
 from tests.scraped_metrics import scrape_running_bridge
