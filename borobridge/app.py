@@ -35,10 +35,10 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_relay import MqttRelay
-from borobridge.sinks.stream import JsonLinesSink
 from borobridge.starting import Starting
 from borobridge.webhooks import WebhookApp, serve_webhooks
 

@@ -23,7 +23,7 @@ from borobridge.doorbell import Doorbell
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import WebhookSettings, load_settings
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.webhooks import WebhookApp, serve_webhooks
 from tests.expectations import expected_ids, read_events
 

@@ -27,7 +27,7 @@ from borobridge.health import Health, ReportingCommitter
 from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.settings import load_settings
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.expectations import simulator_with_history
 
 BORO_503 = str(BoroHTTPError(503, "maintenance"))
