@@ -37,7 +37,7 @@ from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, serve_simulator
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 
 PROJECTS: Final = 1000
 MINUTES: Final = 10.0

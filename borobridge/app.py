@@ -27,16 +27,17 @@ from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
 from borobridge.errors import KafkaUnreachableError
-from borobridge.health import Health, ReportingCommitter, serve_health
+from borobridge.health import Health, ReportingCommitter
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
 from borobridge.simulator import Simulator, describe, faults_from, personality_from, serve_simulator
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_relay import MqttRelay
-from borobridge.sinks.stream import JsonLinesSink
 from borobridge.starting import Starting
 from borobridge.webhooks import WebhookApp, serve_webhooks
 

@@ -1,7 +1,9 @@
-"""Serve an ASGI application with uvicorn inside the running program.
+"""Serve an ASGI application inside the running program, through hypercorn's documented embedding API.
 
-The host program keeps its own signal handlers and logging: uvicorn installs neither, and its loggers stay at
-WARNING. Port 0 binds any free port; the base URL yielded names the port actually bound. With a certificate and
+``hypercorn.asyncio.serve`` given a shutdown trigger installs no signal handlers: the host program keeps its own
+and ends the listener by leaving the ``serve_asgi`` block. Hypercorn's error log goes to the ``hypercorn.error``
+logger of the host's logging set-up; there is no access log. The socket is bound and listening before the block
+starts, so the base URL yielded (port 0 binds any free port) accepts connections at once. With a certificate and
 its key (PEM files) it serves HTTPS.
 """
 
@@ -9,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Final, cast
 
-import uvicorn
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from hypercorn.typing import ASGIFramework
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,15 +27,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-STARTUP_TIMEOUT: Final = 10.0
-
-
-class _InProcessServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host program."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
+GRACEFUL_TIMEOUT: Final = 1.0
+BACKLOG: Final = 128
 
 
 @contextlib.asynccontextmanager
@@ -38,18 +37,19 @@ async def serve_asgi(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` while the block runs; yields ``http://host:port`` as bound.
 
-    ``name`` names the serving task and appears in the error raised when the server fails to start. With
-    ``certfile`` (and ``keyfile``, unless the key is in the same file) it serves HTTPS and yields ``https://``.
+    ``name`` names the serving task. With ``certfile`` (and ``keyfile``, unless the key is in the same file) it
+    serves HTTPS and yields ``https://``; a certificate that cannot be loaded raises here, before anything listens.
     """
-    server = _InProcessServer(_config(app, certfile, keyfile))
-    with contextlib.closing(_bind(host, port)) as sock:
+    config = _config(certfile, keyfile)
+    config.create_ssl_context()  # fails now on an unreadable certificate rather than inside the serving task
+    stop = asyncio.Event()
+    with contextlib.closing(_listen(host, port)) as sock:
         async with asyncio.TaskGroup() as tasks:
-            serving = tasks.create_task(server.serve(sockets=[sock]), name=name)
+            tasks.create_task(_serve(app, config, sock, stop), name=name)
             try:
-                await _wait_started(server, serving, name)
                 yield base_url(sock, scheme="https" if certfile else "http")
             finally:
-                server.should_exit = True
+                stop.set()
 
 
 def base_url(sock: socket.socket, scheme: str = "http") -> str:
@@ -59,38 +59,35 @@ def base_url(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
-def _config(app: ASGIApp, certfile: str | None, keyfile: str | None) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        lifespan="off",
-        ws="none",
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-    )
+async def _serve(app: ASGIApp, config: Config, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve on a duplicate of ``sock`` (hypercorn closes its copy) until ``stop`` is set."""
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]
+    await serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait, mode="asgi")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _config(certfile: str | None, keyfile: str | None) -> Config:
+    config = Config()
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.include_server_header = False
+    config.alpn_protocols = ["http/1.1"]
+    config.certfile = certfile
+    config.keyfile = keyfile if keyfile is not None or certfile is None else certfile
+    return config
+
+
+def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
     return sock
-
-
-async def _wait_started(server: uvicorn.Server, serving: asyncio.Task[None], name: str) -> None:
-    async with asyncio.timeout(STARTUP_TIMEOUT):
-        while not server.started:
-            if serving.done():
-                raise RuntimeError(f"the HTTP server {name} stopped while starting") from serving.exception()
-            await asyncio.sleep(0.01)
 
 
 def request_uri(scope: Scope) -> str:

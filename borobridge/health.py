@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics: the state the bridge reports, and the HTTP listener that serves it.
+"""Liveness and readiness: what the poll loop and the sinks report (served by :mod:`borobridge.health_http`).
 
 :class:`Health` is plain state with an injected clock; the poll loop and the sinks tell it how things went.
 
@@ -10,27 +10,19 @@
   one since the last success — failed or still waiting — makes it unready; a sink that never answered gets
   ``sink_bound`` from its registration), no stream is held back because a sink refuses its events, and no
   dependency is still unreachable at start-up. The reason says what is wrong.
-
-:func:`serve_health` serves ``GET /livez``, ``GET /readyz`` (200, or 503 with the reason as text) and
-``GET /metrics`` (Prometheus text format, or OpenMetrics when the scraper asks for it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
-from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch, Committer
-from borobridge.errors import BridgeError, ConfigError
+from borobridge.errors import BridgeError
 from borobridge.failure_log import FailureLog
 from borobridge.metrics import Metrics
 
@@ -38,7 +30,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_POLL_INTERVAL: Final = 2.0
-TEXT: Final = b"text/plain; charset=utf-8"
 AWAITING: Final = "a delivery has had no answer yet"
 
 
@@ -234,74 +225,3 @@ class ReportingCommitter:
         self._health.sink_succeeded(self._name)
         self._failures.ended(self._name, "sink %s delivers again", self._name)
         return result
-
-
-# ---- the HTTP side --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What the health app answers."""
-
-    status: int
-    body: bytes
-    content_type: bytes = TEXT
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-class HealthApp:
-    """ASGI application: ``GET /livez``, ``GET /readyz``, ``GET /metrics``; 404 elsewhere, 405 for other methods."""
-
-    def __init__(self, health: Health, registry: CollectorRegistry) -> None:
-        self._health = health
-        self._registry = registry
-        self._routes: dict[str, Callable[[Scope], Response]] = {
-            "/livez": lambda _: _probe(health.liveness()),
-            "/readyz": lambda _: _probe(health.readiness()),
-            "/metrics": self._metrics,
-        }
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        response = self.respond(scope)
-        headers = [(b"content-type", response.content_type), (b"cache-control", b"no-store"), *response.headers]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-    def respond(self, scope: Scope) -> Response:
-        """The response to one request scope."""
-        route = self._routes.get(scope["path"])
-        if route is None:
-            return Response(404, b"not found; try /livez, /readyz or /metrics\n")
-        if scope["method"] != "GET":
-            return Response(405, b"method not allowed; use GET\n", headers=((b"allow", b"GET"),))
-        return route(scope)
-
-    def _metrics(self, scope: Scope) -> Response:
-        encode, content_type = choose_encoder(_header(scope, b"accept"))
-        return Response(200, encode(self._registry), content_type.encode("latin-1"))
-
-
-def _probe(verdict: tuple[bool, str]) -> Response:
-    healthy, reason = verdict
-    return Response(200 if healthy else 503, reason.encode() + b"\n")
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    values = [value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name]
-    return ", ".join(values)
-
-
-@contextlib.asynccontextmanager
-async def serve_health(health: Health, registry: CollectorRegistry, host: str, port: int) -> AsyncIterator[str]:
-    """Serve /livez, /readyz and /metrics on ``host:port`` (0: any free port) while the block runs.
-
-    Yields the base URL; a port that cannot be bound is a :class:`~borobridge.errors.ConfigError` on ``health``.
-    """
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            url = await stack.enter_async_context(serve_asgi(HealthApp(health, registry), host, port, name="health"))
-        except OSError as exc:
-            raise ConfigError([f"health.port: cannot listen on {host}:{port} ({exc.strerror or exc})"]) from exc
-        yield url

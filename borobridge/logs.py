@@ -82,5 +82,5 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    for noisy in ("httpx", "httpcore", "aiokafka", "uvicorn", "uvicorn.access", "uvicorn.error"):
+    for noisy in ("httpx", "httpcore", "aiokafka", "hypercorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -14,11 +14,12 @@ import pytest
 
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import FileCheckpointStore
-from borobridge.health import Health, serve_health
+from borobridge.health import Health
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.simulator import ENDPOINT_PATH, SimReply, Simulator, StoredRecord, serve_simulator
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.expectations import expected_ids, read_events, simulator_with_history
 from tests.test_bridge_e2e import bridge, bridge_settings
 

@@ -28,7 +28,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Change, Faults, Simulator, serve_simulator
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.expectations import (
     assert_exactly_once_in_order,
     assert_valid_against_schemas,

@@ -22,7 +22,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import WebhookSettings, load_settings
 from borobridge.simulator import ENDPOINT_PATH, Simulator, SimulatorApp
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.webhooks import WebhookApp, serve_webhooks
 from tests.expectations import expected_ids, read_events
 

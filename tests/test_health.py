@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,11 +22,12 @@ from borobridge.app import delivery_bound
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import BoroHTTPError, CheckpointError, ConfigError, KafkaDeliveryError
-from borobridge.health import Health, ReportingCommitter, serve_health
+from borobridge.health import Health, ReportingCommitter
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.settings import load_settings
 from borobridge.simulator import serve_simulator
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.expectations import simulator_with_history
 
 BORO_503 = str(BoroHTTPError(503, "maintenance"))
@@ -55,6 +57,14 @@ def ready_health(clock: FakeClock, **options: float) -> Health:
     health.mark_restored()
     health.boro_succeeded()
     return health
+
+
+def test_the_health_state_does_not_load_the_http_server() -> None:
+    probe = "import sys, borobridge.health; print(sorted(m for m in sys.modules if m.startswith(HTTP)))"
+    prelude = "HTTP = ('hypercorn', 'borobridge.asgi_server', 'borobridge.health_http'); "
+    command = [sys.executable, "-c", prelude + probe]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 # ---- liveness ----------------------------------------------------------------------------------------------------

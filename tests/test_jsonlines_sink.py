@@ -21,8 +21,8 @@ from borobridge.checkpoint import Checkpoint, FileCheckpointStore, LocalState
 from borobridge.delivery import Batch
 from borobridge.errors import CheckpointError, SinkError
 from borobridge.events import CloudEvent
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.output_file import FileCalls
-from borobridge.sinks.stream import JsonLinesSink
 from borobridge.transitions import Transition
 
 STREAM = "boro-test/23"

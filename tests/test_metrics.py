@@ -16,10 +16,11 @@ from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
 from borobridge.delivery import Batch
 from borobridge.errors import CheckpointError
-from borobridge.health import Health, ReportingCommitter, serve_health
+from borobridge.health import Health, ReportingCommitter
+from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.simulator import Simulator, serve_simulator
-from borobridge.sinks.stream import JsonLinesSink
+from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.scraped_metrics import scrape_running_bridge
 from tests.test_bridge_e2e import bridge, bridge_settings
 from tests.test_health import free_port

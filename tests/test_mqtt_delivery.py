@@ -33,10 +33,10 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, MqttSettings, Settings, load_settings
 from borobridge.simulator import Simulator, serve_simulator
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
 from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
-from borobridge.sinks.stream import JsonLinesSink
 from borobridge.transitions import Transition
 from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.kafka_reading import binary_events, consume, kafka_settings

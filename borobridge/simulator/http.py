@@ -1,4 +1,4 @@
-"""The Boro simulator behind real HTTP (an ASGI app served by uvicorn in-process) or an httpx mock transport.
+"""The Boro simulator behind real HTTP (an ASGI app served in-process) or an httpx mock transport.
 
 ``serve_simulator`` is for tests and the embedded default: it binds a loopback port (0 = any free port), yields
 the endpoint URL (HTTPS with a certificate and key) and stops the server on exit (served by

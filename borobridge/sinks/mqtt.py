@@ -29,9 +29,9 @@ from borobridge.errors import MqttDeliveryError, MqttRefusedError
 from borobridge.events import CloudEvent
 from borobridge.schemas import documents
 from borobridge.settings import MqttSettings
+from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt_acks import PubackReasons
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
-from borobridge.sinks.stream import JsonLinesSink
 
 log = logging.getLogger(__name__)
 

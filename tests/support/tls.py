@@ -2,7 +2,7 @@
 
 `CertificateAuthority.create` makes a CA in a directory; `issue` writes a certificate and its key there as PEM
 files, for chosen host names (DNS names or IP addresses), optionally expired already. Keys are unencrypted
-PKCS#8, which Kafka's PEM keystores, Mosquitto, uvicorn and Python's ssl module all read.
+PKCS#8, which Kafka's PEM keystores, Mosquitto, hypercorn and Python's ssl module all read.
 """
 
 from __future__ import annotations
