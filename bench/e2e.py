@@ -39,10 +39,10 @@ from borobridge.boro.client import BoroClient, PageResult
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
+from borobridge.kafka.batches import Record, send_in_batches
+from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
-from borobridge.sinks.kafka import KafkaSink
-from borobridge.sinks.kafka_batches import Record, send_in_batches
 
 PROJECTS: Final = 10
 FIRST_PROJECT: Final = 23

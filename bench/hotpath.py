@@ -42,9 +42,9 @@ from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.events import CloudEvent, EventFactory, event_type, schema_uri
+from borobridge.kafka.batches import Record, send_in_batches
+from borobridge.kafka.sink import KafkaSink
 from borobridge.settings import Settings, load_settings
-from borobridge.sinks.kafka import KafkaSink
-from borobridge.sinks.kafka_batches import Record, send_in_batches
 from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition, Transition
 

@@ -30,11 +30,11 @@ from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
 from borobridge.errors import KafkaUnreachableError
 from borobridge.health import Health, ReportingCommitter, serve_health
+from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
-from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_relay import MqttRelay
 from borobridge.sinks.stream import JsonLinesSink

@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaError
 
 from borobridge.errors import BridgeError
 from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.kafka.connection import connection_hint, connection_options, tls_problem
 from borobridge.settings import KafkaSettings, Level
-from borobridge.sinks.kafka_connection import connection_hint, connection_options, tls_problem
 from borobridge.sinks.mqtt_relay import events_pattern
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
+from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings
-from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume
 from tests.kafka_reading import kafka_settings as unique_kafka_settings

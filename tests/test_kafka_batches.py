@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from borobridge.sinks.kafka_batches import Record, send_in_batches
+from borobridge.kafka.batches import Record, send_in_batches
 from tests.support.kafka import KafkaCluster, unique_topic
 
 pytestmark = pytest.mark.kafka

@@ -21,9 +21,9 @@ from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Faults, Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.errors import FencedError, KafkaDeliveryError, TopicPolicyError
+from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, load_settings
-from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import (
     assert_exactly_once_in_order,
     assert_valid_against_schemas,

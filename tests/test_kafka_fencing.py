@@ -18,7 +18,7 @@ from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
-from borobridge.sinks.kafka import KafkaSink
+from borobridge.kafka.sink import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, kafka_settings, partitions_of
 from tests.support.kafka import KafkaCluster

@@ -28,9 +28,9 @@ from borobridge.backoff import Backoff
 from borobridge.errors import MqttDeliveryError
 from borobridge.events import CloudEvent, from_kafka_record
 from borobridge.health import Health
+from borobridge.kafka.connection import connection_options
 from borobridge.metrics import Metrics
 from borobridge.settings import KafkaSettings
-from borobridge.sinks.kafka_connection import connection_options
 from borobridge.sinks.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)

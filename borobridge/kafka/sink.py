@@ -1,6 +1,6 @@
 """Kafka delivery: events, active-alarm table, dead letters and checkpoints in one transaction.
 
-This module and :mod:`borobridge.sinks.kafka_topics` are the only places that touch aiokafka (which ships no type
+This module and :mod:`borobridge.kafka.topics` are the only places that touch aiokafka (which ships no type
 information); everything they hand back is typed. With ``kafka.transactional`` (the default) a
 ``read_committed`` consumer sees each round entirely or not at all, and a second instance with the same bridge
 name fences this one. Without it, the producer is idempotent and the checkpoint is written after the events: at
@@ -34,18 +34,18 @@ from borobridge.errors import (
     TopicPolicyError,
 )
 from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
-from borobridge.schemas import documents
-from borobridge.settings import KafkaSettings
-from borobridge.sinks.kafka_batches import Record, send_in_batches
-from borobridge.sinks.kafka_connection import (
+from borobridge.kafka.batches import Record, send_in_batches
+from borobridge.kafka.checkpoints import CommittedCursors
+from borobridge.kafka.connection import (
     any_reachable,
     connection_hint,
     connection_options,
     connection_problem,
     tls_problem,
 )
-from borobridge.sinks.kafka_cursors import CommittedCursors
-from borobridge.sinks.kafka_topics import TopicManager, event_topic, fixed_topics
+from borobridge.kafka.topics import TopicManager, event_topic, fixed_topics
+from borobridge.schemas import documents
+from borobridge.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
