@@ -18,7 +18,7 @@ from borobridge import tls
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
 from borobridge.errors import BridgeError, MqttDeliveryError
-from borobridge.kafka.connection import cluster_brokers
+from borobridge.kafka.admin import cluster_brokers
 from borobridge.secret import masked_url
 from borobridge.settings import BoroSettings, KafkaSettings, MqttSettings, Settings
 

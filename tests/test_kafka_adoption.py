@@ -68,7 +68,8 @@ def pause_broker_during_next_commit(sink: KafkaSink, pid: int, seconds: float) -
 
     The commit request waits in the broker's socket buffer: the bridge gives up on it, the broker commits it.
     """
-    producer = sink._producer  # the one the next round is sent with
+    assert sink._producer is not None
+    producer = sink._producer._client  # aiokafka's own: the one the next round is sent with
     commit = producer.commit_transaction
     paused: list[bool] = []
 

@@ -158,7 +158,8 @@ async def test_a_fence_met_while_a_send_waits_for_metadata_stops_the_first(
             await admin.create_topics([NewTopic(new_topic, 1, 1)])
         finally:
             await admin.close()
-        producer = first._producer
+        assert first._producer is not None
+        producer = first._producer._client  # aiokafka's own, reached into to time the fence
         wait_on_metadata = producer.client._wait_on_metadata
         fenced_while_waiting: list[bool] = []
 
