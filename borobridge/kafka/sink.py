@@ -35,7 +35,7 @@ from borobridge.events import STRUCTURED_CONTENT_TYPE, CloudEvent
 from borobridge.kafka.admin import Admin
 from borobridge.kafka.checkpoints import CommittedCursors, checkpoint_records, committed_checkpoints
 from borobridge.kafka.connection import any_reachable, connection_hint, connection_problem, tls_problem
-from borobridge.kafka.errors import SEND_ERRORS, is_refused_connection, quoted
+from borobridge.kafka.errors import SEND_ERRORS, is_refused_connection, quoted, translated
 from borobridge.kafka.producer import Producer, transactional_id
 from borobridge.kafka.records import Headers, KafkaRecord
 from borobridge.kafka.tasks import STOP_TIMEOUT, bounded, wait_abandoned
@@ -237,13 +237,15 @@ class KafkaSink:
         return self._topics
 
     async def _publish_schemas(self, producer: Producer) -> None:
+        """Write every schema document; a failure raises :class:`KafkaClientError`, a start error like any other."""
         topic = self._settings.topics.schemas
         records = [KafkaRecord(topic, document.uri.encode(), document.content, []) for document in documents()]
-        if self._settings.transactional:
-            async with producer.transaction():
+        with translated():
+            if self._settings.transactional:
+                async with producer.transaction():
+                    await producer.send(records)
+            else:
                 await producer.send(records)
-        else:
-            await producer.send(records)
 
     def _records(self, batch: Batch) -> list[KafkaRecord]:
         return self._event_records(batch) + self._checkpoint_records(batch.checkpoints)
