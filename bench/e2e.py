@@ -39,10 +39,12 @@ from borobridge.boro.client import BoroClient, PageResult
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
+from borobridge.kafka.batches import send_in_batches
+from borobridge.kafka.producer import producer_options
+from borobridge.kafka.records import KafkaRecord
+from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
-from borobridge.sinks.kafka import KafkaSink
-from borobridge.sinks.kafka_batches import Record, send_in_batches
 
 PROJECTS: Final = 10
 FIRST_PROJECT: Final = 23
@@ -141,7 +143,7 @@ class Rig:
         samples.reads_per_change.append(self.client.records / expected)
         return list(self.committer.batches)
 
-    async def bare_run(self, rounds: list[list[Record]], transitions: int, *, batched: bool) -> float:
+    async def bare_run(self, rounds: list[list[KafkaRecord]], transitions: int, *, batched: bool) -> float:
         """The same records, one transaction per round, from the bare producer: transitions per second.
 
         One ``producer.send`` per record, or (``batched``) the records queued the way the bridge queues them.
@@ -169,7 +171,7 @@ class Rig:
             while self.committer.events < target:
                 await self.pipeline.poll_once()
 
-    async def _send(self, record: Record) -> Any:
+    async def _send(self, record: KafkaRecord) -> Any:
         topic, key, value, headers = record
         return await self.producer.send(topic, value, key=key, headers=headers)
 
@@ -177,7 +179,7 @@ class Rig:
 @contextlib.asynccontextmanager
 async def bare_producer(sink: KafkaSink, name: str) -> AsyncIterator[Any]:
     """A producer with the sink's own options and a transactional id of its own."""
-    options = sink._producer_options() | {"transactional_id": f"bench-bare-{name}"}
+    options = producer_options(sink._settings, sink._name) | {"transactional_id": f"bench-bare-{name}"}
     producer = AIOKafkaProducer(**options)
     await producer.start()
     try:

@@ -42,9 +42,10 @@ from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.events import CloudEvent, EventFactory, event_type, schema_uri
+from borobridge.kafka.batches import send_in_batches
+from borobridge.kafka.records import KafkaRecord
+from borobridge.kafka.sink import KafkaSink
 from borobridge.settings import Settings, load_settings
-from borobridge.sinks.kafka import KafkaSink
-from borobridge.sinks.kafka_batches import Record, send_in_batches
 from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition, Transition
 
@@ -143,11 +144,11 @@ class BridgePath:
         """The round's batch of events: every page fed, every transition made an event."""
         return Batch(events=self.events(self.transitions(pages)))
 
-    def records(self, batch: Batch) -> list[Record]:
+    def records(self, batch: Batch) -> list[KafkaRecord]:
         """The Kafka records the sink sends for these events (binary mode, active-alarm table included)."""
         return self._sink._event_records(batch)
 
-    def checkpoint_records(self, project_ids: Iterable[int]) -> list[Record]:
+    def checkpoint_records(self, project_ids: Iterable[int]) -> list[KafkaRecord]:
         """What a delivered round does per stream: its checkpoint built, encoded as the sink sends it, adopted."""
         streams = [self._streams[project_id] for project_id in project_ids]
         records = self._sink._checkpoint_records([stream.checkpoint() for stream in streams])
@@ -290,7 +291,7 @@ async def stage_samples(bridge: BridgePath, replies: list[RecordedReply], topics
     timings["cloudevents (msgspec)"] = await cpu_micros_per_alarm(
         lambda: events.extend(map(bridge.events, transitions)), alarms
     )
-    records: list[list[Record]] = []
+    records: list[list[KafkaRecord]] = []
     timings["kafka records"] = await cpu_micros_per_alarm(
         lambda: records.extend(bridge.records(Batch(events=round_events)) for round_events in events), alarms
     )
@@ -326,7 +327,7 @@ def checkpoint_micros_per_alarm(bridge: BridgePath, pages: list[list[AlarmPage]]
     return spent * 1e6 / alarms
 
 
-async def _queue_all(producer: OfflineProducer, rounds: list[list[Record]]) -> None:
+async def _queue_all(producer: OfflineProducer, rounds: list[list[KafkaRecord]]) -> None:
     for records in rounds:
         await send_in_batches(producer.producer, records)
         producer.build_queued()

@@ -33,9 +33,9 @@ from bench.report import Check, Series, Table
 from borobridge.backoff import Backoff
 from borobridge.delivery import Batch
 from borobridge.events import CloudEvent
+from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
 from borobridge.settings import KafkaSettings, MqttSettings, load_settings
-from borobridge.sinks.kafka import KafkaSink
 from borobridge.sinks.mqtt import MqttPublisher, _properties
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
 from borobridge.sinks.mqtt_relay import MAX_RECORDS, MqttRelay

@@ -18,9 +18,9 @@ from borobridge import tls
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
 from borobridge.errors import BridgeError, MqttDeliveryError
+from borobridge.kafka.admin import cluster_brokers
 from borobridge.secret import masked_url
 from borobridge.settings import BoroSettings, KafkaSettings, MqttSettings, Settings
-from borobridge.sinks.kafka_connection import cluster_brokers
 
 MQTT_CONNECT_TIMEOUT: Final = 10.0
 

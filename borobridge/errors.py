@@ -11,7 +11,8 @@
     │   └── BoroReplyError           a reply item with "error", no "result" or an unknown id; .method, .item_id
     ├── RecordError                  a record cannot become an event: it becomes a dead letter, never stops a poll
     ├── SinkError                    a sink could not deliver (retriable = True)
-    │   ├── KafkaDeliveryError       aiokafka refused or timed out; the transaction was aborted
+    │   ├── KafkaDeliveryError       the Kafka client refused or timed out; the transaction was aborted
+    │   │   ├── KafkaClientError     a Kafka client call failed; .cause is the client's own error
     │   │   ├── EventTopicError      projects' events topics cannot be created or used; .topics by project
     │   │   └── KafkaUnreachableError  no broker answers at start-up: retried, unlike a refusal (TLS, SASL)
     │   ├── MqttDeliveryError        no PUBACK in time or the connection dropped
@@ -143,6 +144,14 @@ class KafkaDeliveryError(SinkError):
     """Kafka refused or timed out a send or a commit; the transaction was aborted."""
 
     kind = "kafka"
+
+
+class KafkaClientError(KafkaDeliveryError):
+    """A call of the Kafka client failed; ``cause`` is the client's error, which messages quote as it was."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+        super().__init__(repr(cause))
 
 
 class EventTopicError(KafkaDeliveryError):

@@ -11,6 +11,7 @@ from typing import Final
 
 import msgspec
 
+from borobridge.kafka import CLIENT_LOGGER
 from borobridge.settings import LoggingSettings
 
 _ENCODER: Final = msgspec.json.Encoder()
@@ -18,7 +19,7 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 FIELDS: Final = ("stream", "project", "kind")  # set through ``extra=`` where the log call knows them
-QUIETED: Final = ("aiokafka", "aiomqtt", "mqtt", "paho")  # third-party loggers that repeat a line per attempt
+QUIETED: Final = (CLIENT_LOGGER, "aiomqtt", "mqtt", "paho")  # third-party loggers that repeat a line per attempt
 REPEAT_WINDOW: Final = 60.0
 
 
@@ -43,9 +44,9 @@ class JsonFormatter(logging.Formatter):
 class RepeatFilter(logging.Filter):
     """Lets the first of a repeated third-party line through, then suppresses its repeats for ``window`` seconds.
 
-    A line repeats when the same logger logs the same message template at the same level (aiokafka says
-    "Unable connect to node" at every reconnection attempt). The first line after the window says how many were
-    suppressed. Loggers other than those named by ``prefixes`` pass untouched.
+    A line repeats when the same logger logs the same message template at the same level (the Kafka client
+    says "Unable connect to node" at every reconnection attempt). The first line after the window says how many
+    were suppressed. Loggers other than those named by ``prefixes`` pass untouched.
     """
 
     def __init__(
@@ -82,5 +83,5 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    for noisy in ("httpx", "httpcore", "aiokafka", "hypercorn.error"):
+    for noisy in ("httpx", "httpcore", CLIENT_LOGGER, "hypercorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

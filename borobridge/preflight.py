@@ -15,9 +15,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from borobridge.errors import ConfigError
+from borobridge.kafka.connection import bootstrap_servers
 from borobridge.secret import masked_url
 from borobridge.settings import BoroSettings, FirstStartSettings, KafkaSettings, MqttSettings, Settings
-from borobridge.sinks.kafka_connection import bootstrap_servers
 
 _ALARM_FIELDS: Final = ("project", "task", "group", "name", "alarm_id")
 TEMPLATE_FIELDS: Final = {

@@ -26,10 +26,10 @@ from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.delivery import Batch
 from borobridge.errors import BoroError, ConfigError
 from borobridge.events import EventFactory
+from borobridge.kafka.sink import KafkaSink
 from borobridge.reading import Position, Window
 from borobridge.replay_progress import ReplayProgress
 from borobridge.settings import Settings
-from borobridge.sinks.kafka import KafkaSink
 from borobridge.transitions import AlarmTransition, TransitionMemory
 
 SIMULATE_URL: Final = "http://127.0.0.1:8000/ctrl_api/v1/json"

@@ -6,24 +6,23 @@ are picked up every ``DISCOVERY_INTERVAL`` seconds and read from their beginning
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TextIO, get_args
+from typing import Final, Literal, TextIO, get_args
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
-from borobridge.errors import BridgeError
+from borobridge.errors import BridgeError, KafkaClientError
 from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.kafka.admin import Admin
+from borobridge.kafka.connection import connection_hint, tls_problem
+from borobridge.kafka.consumer import Consumer, committed_reader
+from borobridge.kafka.records import ConsumedRecord, Partition
 from borobridge.settings import KafkaSettings, Level
-from borobridge.sinks.kafka_connection import connection_hint, connection_options, tls_problem
 from borobridge.sinks.mqtt_relay import events_pattern
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ def render(event: CloudEvent) -> str:
     )
 
 
-def render_json(message: Any, event: CloudEvent) -> str:
+def render_json(message: ConsumedRecord, event: CloudEvent) -> str:
     """The Kafka record (topic, partition, offset, timestamp, key, headers) with the event, as one JSON line."""
     record = {
         "topic": message.topic,
@@ -95,7 +94,7 @@ def render_json(message: Any, event: CloudEvent) -> str:
     return _ENCODER.encode(record).decode()
 
 
-_RENDERERS: Final[dict[str, Callable[[Any, CloudEvent], str]]] = {
+_RENDERERS: Final[dict[str, Callable[[ConsumedRecord, CloudEvent], str]]] = {
     "line": lambda _, event: render(event),
     "json": render_json,
     "cloudevent": lambda _, event: event.structured().decode(),
@@ -104,28 +103,25 @@ _RENDERERS: Final[dict[str, Callable[[Any, CloudEvent], str]]] = {
 
 async def tail(settings: KafkaSettings, chosen: TailFilter, options: TailOptions, out: TextIO = sys.stdout) -> int:
     """Print matching events until ``limit`` are shown or nothing arrived for ``idle_exit`` seconds."""
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    consumer = AIOKafkaConsumer(
-        isolation_level="read_committed", enable_auto_commit=False, **connection_options(settings)
-    )
+    admin = Admin(settings)
+    consumer = committed_reader(settings)
     try:
         await _start(settings, admin, consumer)
         follower = _Follower(settings, admin, consumer)
         await follower.begin(options)
         return await _follow(follower, chosen, options, out)
     finally:
-        await asyncio.sleep(0)  # aiokafka re-raises the cancellation of a coordinator task that never ran
         await consumer.stop()
         await admin.close()
 
 
-async def _start(settings: KafkaSettings, admin: Any, consumer: Any) -> None:
+async def _start(settings: KafkaSettings, admin: Admin, consumer: Consumer) -> None:
     try:
         await admin.start()
         await consumer.start()
-    except KafkaError as exc:
+    except KafkaClientError as exc:
         problem = await tls_problem(settings)
-        raise BridgeError(f"cannot read Kafka: {problem or f'{exc}; {connection_hint(settings)}'}") from exc
+        raise BridgeError(f"cannot read Kafka: {problem or f'{exc.cause}; {connection_hint(settings)}'}") from exc
 
 
 async def _follow(follower: _Follower, chosen: TailFilter, options: TailOptions, out: TextIO) -> int:
@@ -148,7 +144,7 @@ async def _follow(follower: _Follower, chosen: TailFilter, options: TailOptions,
     return shown
 
 
-def _decoded(message: Any) -> CloudEvent | None:
+def _decoded(message: ConsumedRecord) -> CloudEvent | None:
     """The record's CloudEvent, or None (with one line naming it) for a record the bridge did not write."""
     try:
         return from_kafka_record(message.headers or [], message.value or b"")
@@ -161,11 +157,11 @@ def _decoded(message: Any) -> CloudEvent | None:
 class _Follower:
     """The consumer's assignment: every partition of every events topic, growing as topics appear."""
 
-    def __init__(self, settings: KafkaSettings, admin: Any, consumer: Any) -> None:
+    def __init__(self, settings: KafkaSettings, admin: Admin, consumer: Consumer) -> None:
         self.consumer = consumer
         self._admin = admin
         self._pattern = re.compile(events_pattern(settings.topics.events))
-        self._partitions: list[TopicPartition] = []
+        self._partitions: list[Partition] = []
         self._next_discovery = 0.0
 
     async def begin(self, options: TailOptions) -> None:
@@ -199,24 +195,19 @@ class _Follower:
         await self.consumer.seek_to_beginning(*new)
         log.info("following %s", ", ".join(sorted({partition.topic for partition in new})))
 
-    def _assign(self, partitions: list[TopicPartition]) -> None:
+    def _assign(self, partitions: list[Partition]) -> None:
         self._partitions = partitions
         self.consumer.assign(partitions)
 
-    async def _seek_to_time(self, partitions: list[TopicPartition], since: float) -> None:
-        found = await self.consumer.offsets_for_times({partition: int(since * 1000) for partition in partitions})
+    async def _seek_to_time(self, partitions: list[Partition], since: float) -> None:
+        found = await self.consumer.offsets_for_times(partitions, int(since * 1000))
         later = [partition for partition, offset in found.items() if offset is None]
         for partition, offset in found.items():
             if offset is not None:
-                self.consumer.seek(partition, offset.offset)
+                self.consumer.seek(partition, offset)
         if later:
             await self.consumer.seek_to_end(*later)
 
-    async def _events_partitions(self) -> list[TopicPartition]:
-        topics = sorted(name for name in await self._admin.list_topics() if self._pattern.match(name))
-        described = await self._admin.describe_topics(topics) if topics else []
-        return [
-            TopicPartition(topic["topic"], partition["partition"])
-            for topic in described
-            for partition in topic["partitions"]
-        ]
+    async def _events_partitions(self) -> list[Partition]:
+        topics = sorted(name for name in await self._admin.topic_names() if self._pattern.match(name))
+        return await self._admin.partitions(topics)

@@ -2,7 +2,7 @@
 
 OpenSSL's reasons ("certificate verify failed: unable to get local issuer certificate") name neither the
 setting nor the fix. :func:`explain` turns an ssl error anywhere in an exception's chain into one sentence that
-does; :func:`probe` shakes hands with a server once more to find that error when a library (aiokafka, aiomqtt)
+does; :func:`probe` shakes hands with a server once more to find that error when a client library (Kafka's, MQTT's)
 kept only its own message. A TLS setting never falls back to plaintext: a failed handshake is an error.
 """
 

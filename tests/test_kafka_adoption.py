@@ -23,10 +23,10 @@ import pytest
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
+from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings
 from borobridge.simulator import Simulator, serve_simulator
-from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, consume
 from tests.kafka_reading import kafka_settings as unique_kafka_settings
@@ -67,7 +67,8 @@ def pause_broker_during_next_commit(sink: KafkaSink, pid: int, seconds: float) -
 
     The commit request waits in the broker's socket buffer: the bridge gives up on it, the broker commits it.
     """
-    producer = sink._producer  # the one the next round is sent with
+    assert sink._producer is not None
+    producer = sink._producer._client  # aiokafka's own: the one the next round is sent with
     commit = producer.commit_transaction
     paused: list[bool] = []
 

@@ -9,7 +9,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from borobridge.sinks.kafka_batches import Record, send_in_batches
+from borobridge.kafka.batches import send_in_batches
+from borobridge.kafka.records import KafkaRecord
 from tests.support.kafka import KafkaCluster, unique_topic
 
 pytestmark = pytest.mark.kafka
@@ -60,7 +61,7 @@ async def test_batched_records_land_where_send_puts_them_in_order(kafka: KafkaCl
         async with producer.transaction():
             sent = [await producer.send(by_send, value, key=keys[n % len(keys)]) for n, value in enumerate(values)]
             await asyncio.gather(*sent)
-        records: list[Record] = [(by_batch, keys[n % len(keys)], value, []) for n, value in enumerate(values)]
+        records = [KafkaRecord(by_batch, keys[n % len(keys)], value, []) for n, value in enumerate(values)]
         async with producer.transaction():
             futures = await send_in_batches(producer, records)
             await asyncio.gather(*futures)

@@ -6,7 +6,7 @@ import pytest
 
 from borobridge.checkpoint import Checkpoint
 from borobridge.errors import FencedError
-from borobridge.sinks.kafka_cursors import CommittedCursors
+from borobridge.kafka.checkpoints import CommittedCursors
 
 MOVED = r"another borobridge instance named 'plant-a' moved the cursor of stream 's/1'; this one stops"
 

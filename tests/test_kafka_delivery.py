@@ -19,10 +19,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from borobridge.boro.client import BoroClient
 from borobridge.errors import FencedError, KafkaDeliveryError, TopicPolicyError
+from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, load_settings
 from borobridge.simulator import Faults, Simulator, serve_simulator
-from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import (
     assert_exactly_once_in_order,
     assert_valid_against_schemas,

@@ -15,11 +15,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from borobridge.boro.client import BoroClient
 from borobridge.health import Health, ReportingCommitter
+from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, serve_simulator
-from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
 from tests.support.kafka import KafkaCluster

@@ -16,8 +16,8 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
+from borobridge.kafka.sink import KafkaSink
 from borobridge.simulator import Simulator, serve_simulator
-from borobridge.sinks.kafka import KafkaSink
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.kafka_reading import binary_events, kafka_settings, partitions_of
 from tests.support.kafka import KafkaCluster
@@ -157,7 +157,8 @@ async def test_a_fence_met_while_a_send_waits_for_metadata_stops_the_first(
             await admin.create_topics([NewTopic(new_topic, 1, 1)])
         finally:
             await admin.close()
-        producer = first._producer
+        assert first._producer is not None
+        producer = first._producer._client  # aiokafka's own, reached into to time the fence
         wait_on_metadata = producer.client._wait_on_metadata
         fenced_while_waiting: list[bool] = []
 

@@ -7,7 +7,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from borobridge.sinks.kafka_batches import murmur2
+from borobridge.kafka.batches import murmur2
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2 (signed 32-bit results)
 JAVA_VECTORS = {

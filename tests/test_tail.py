@@ -13,10 +13,10 @@ from typing import Any, Final
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 
 from borobridge.cli import _parser
 from borobridge.events import CloudEvent, from_kafka_record
+from borobridge.kafka.records import ConsumedRecord
 from borobridge.simulator import serve_simulator
 from borobridge.tail import SEVERITIES, TailFilter, render_json
 from borobridge.transitions import Transition
@@ -60,20 +60,16 @@ def test_a_severity_tail_does_not_know_is_never_hidden() -> None:
 
 
 def test_json_format_carries_the_kafka_record_and_the_event() -> None:
-    message = ConsumerRecord(
+    message = ConsumedRecord(
         topic="boro.alarms.23",
         partition=4,
         offset=812,
         timestamp=1795161600123,
-        timestamp_type=0,
         key=b"23/5",
         value=b'{"transition":"raised"}',
-        checksum=None,
-        serialized_key_size=4,
-        serialized_value_size=23,
         headers=HEADERS,
     )
-    line = json.loads(render_json(message, from_kafka_record(message.headers, message.value)))
+    line = json.loads(render_json(message, from_kafka_record(message.headers, b'{"transition":"raised"}')))
     assert {name: line[name] for name in ("topic", "partition", "offset", "timestamp", "key")} == {
         "topic": "boro.alarms.23",
         "partition": 4,

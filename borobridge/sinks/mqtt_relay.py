@@ -18,20 +18,19 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from borobridge.backoff import Backoff
-from borobridge.errors import KafkaDeliveryError, MqttDeliveryError, SinkError
+from borobridge.errors import KafkaClientError, KafkaDeliveryError, MqttDeliveryError, SinkError
 from borobridge.events import CloudEvent, ForeignRecordError, from_kafka_record
 from borobridge.health import Health
+from borobridge.kafka.consumer import Consumer, committed_reader
+from borobridge.kafka.records import ConsumedRecord, Partition
 from borobridge.metrics import Metrics
 from borobridge.retry import retry_delay
 from borobridge.settings import KafkaSettings
-from borobridge.sinks.kafka_connection import connection_options
 from borobridge.sinks.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_MS: Final = 500
 MAX_RECORDS: Final = 2000
 NEVER_EVICT_MS: Final = 7 * 24 * 3600 * 1000  # a long MQTT outage must not cost the relay its partitions
+METADATA_MAX_AGE_MS: Final = 30_000  # how soon a new project's events topic is followed
 HEALTH_NAME: Final = "mqtt"
 REQUIRED_ATTRIBUTES: Final = ("id", "project", "task", "triggergroup", "subject", "datacontenttype")
 
@@ -106,22 +106,16 @@ class MqttRelay:
         while not stop.is_set():
             try:
                 await self._consume(stop)
-            except KafkaError as exc:
-                unread = KafkaDeliveryError(f"cannot read the events topics from Kafka ({exc!r})")
+            except KafkaClientError as exc:
+                unread = KafkaDeliveryError(f"cannot read the events topics from Kafka ({exc.cause!r})")
                 await _pause(stop, self._failures.failed("kafka", unread, "restarting the relay"))
             except Exception as exc:  # whatever else goes wrong in the relay, the poll loop goes on
                 crash = SinkError(f"failed unexpectedly ({exc!r})")
                 await _pause(stop, self._failures.failed("mqtt_relay", crash, "restarting the relay", unexpected=True))
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            group_id=self._group,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=NEVER_EVICT_MS,
-            metadata_max_age_ms=30_000,
-            **connection_options(self._kafka),
+        consumer = committed_reader(
+            self._kafka, group=self._group, max_poll_interval_ms=NEVER_EVICT_MS, metadata_max_age_ms=METADATA_MAX_AGE_MS
         )
         try:
             await consumer.start()
@@ -129,10 +123,9 @@ class MqttRelay:
             while not stop.is_set():
                 await self._relay_once(consumer, stop)
         finally:
-            await asyncio.sleep(0)  # aiokafka re-raises the cancellation of a coordinator task that never ran
             await consumer.stop()
 
-    async def _relay_once(self, consumer: Any, stop: asyncio.Event) -> None:
+    async def _relay_once(self, consumer: Consumer, stop: asyncio.Event) -> None:
         batches = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
         self._failures.recovered()
         if not batches:
@@ -143,15 +136,15 @@ class MqttRelay:
         offsets = {partition: messages[-1].offset + 1 for partition, messages in batches.items()}
         try:
             await consumer.commit(offsets)
-        except KafkaError as exc:
-            log.warning("MQTT relay could not commit its offsets (%s); those events will be relayed again", exc)
+        except KafkaClientError as exc:
+            log.warning("MQTT relay could not commit its offsets (%s); those events will be relayed again", exc.cause)
         self.relayed += len(events)
         self._metrics.mqtt_relay_lag.set(_lag(consumer, offsets))
 
-    def _decoded(self, batches: dict[Any, list[Any]]) -> list[CloudEvent]:
+    def _decoded(self, batches: dict[Partition, list[ConsumedRecord]]) -> list[CloudEvent]:
         """The CloudEvents of a fetch; the records that are not are counted, logged once per fetch, and skipped."""
         events: list[CloudEvent] = []
-        skipped: list[tuple[Any, Skipped]] = []
+        skipped: list[tuple[ConsumedRecord, Skipped]] = []
         for message in (m for messages in batches.values() for m in messages):
             decoded = decode_record(message.headers, message.value)
             if isinstance(decoded, Skipped):
@@ -228,7 +221,7 @@ async def _pause(stop: asyncio.Event, delay: float) -> None:
         await asyncio.wait_for(stop.wait(), delay)
 
 
-def _lag(consumer: Any, offsets: dict[Any, int]) -> int:
+def _lag(consumer: Consumer, offsets: dict[Partition, int]) -> int:
     lag = 0
     for partition, position in offsets.items():
         highwater = consumer.highwater(partition)

@@ -13,23 +13,47 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
+from borobridge.kafka.records import Headers, KafkaRecord
+from borobridge.kafka.tasks import retrieve
 
 _SEED: Final = 0x9747B28C
 _MIX: Final = 0x5BD1E995
 _WORD: Final = 0xFFFFFFFF
 
 
-async def send_in_batches(producer: Any, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
+class RecordBatch(Protocol):
+    """A record batch being filled, as the producer's ``create_batch`` makes it."""
+
+    def append(self, *, key: bytes, value: bytes | None, timestamp: int | None, headers: Headers) -> object:
+        """Add a record; None when the batch is full."""
+
+    def close(self) -> None:
+        """Take no more records."""
+
+
+class BatchProducer(Protocol):
+    """What :func:`send_in_batches` needs of a producer."""
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The partition numbers of ``topic``."""
+
+    def create_batch(self) -> RecordBatch:
+        """An empty record batch."""
+
+    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        """Queue a batch for one partition; the future resolves once the broker acknowledged it."""
+
+
+async def send_in_batches(producer: BatchProducer, records: Sequence[KafkaRecord]) -> list[asyncio.Future[Any]]:
     """Append every record to its partition's batch, in order, and queue each batch; one future per batch.
 
     A future's failure is also the transaction's: whoever gives up on a round need not collect every one.
     """
     partitions: dict[str, list[int]] = {}
     chosen: dict[tuple[str, bytes], int] = {}  # a task's events share a key; murmur2 is pure Python
-    open_batches: dict[tuple[str, int], Any] = {}
+    open_batches: dict[tuple[str, int], RecordBatch] = {}
     futures: list[asyncio.Future[Any]] = []
     for topic, key, value, headers in records:
         partition = chosen.get((topic, key))
@@ -51,15 +75,10 @@ async def send_in_batches(producer: Any, records: Sequence[Record]) -> list[asyn
     return futures
 
 
-async def _queue(producer: Any, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
-    future.add_done_callback(_retrieve)  # an abandoned round's failures are expected, not news
+async def _queue(producer: BatchProducer, batch: RecordBatch, topic: str, partition: int) -> asyncio.Future[Any]:
+    future = await producer.send_batch(batch, topic, partition=partition)
+    future.add_done_callback(retrieve)  # an abandoned round's failures are expected, not news
     return future
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def murmur2(data: bytes) -> int:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.admin import NewTopic
 
-from borobridge.errors import KafkaDeliveryError, TopicPolicyError
+from borobridge.errors import KafkaClientError, KafkaDeliveryError, TopicPolicyError
+from borobridge.kafka.admin import Admin
+from borobridge.kafka.errors import quoted
 from borobridge.settings import KafkaTopicSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def event_topic(topics: KafkaTopicSettings, project_id: int) -> TopicSpec:
 class TopicManager:
     """Makes sure each topic exists with the right policy, once per topic and process."""
 
-    def __init__(self, admin: AIOKafkaAdminClient, settings: KafkaTopicSettings) -> None:
+    def __init__(self, admin: Admin, settings: KafkaTopicSettings) -> None:
         self._admin = admin
         self._settings = settings
         self._checked: set[str] = set()
@@ -63,11 +62,11 @@ class TopicManager:
         if not pending:
             return
         try:
-            existing = set(await self._admin.list_topics())
+            existing = await self._admin.topic_names()
             await self._create([spec for spec in pending if spec.name not in existing])
             policies = await self._policies([spec.name for spec in pending])
-        except KafkaError as exc:
-            raise KafkaDeliveryError(f"cannot inspect or create Kafka topics: {exc!r}") from exc
+        except KafkaClientError as exc:
+            raise KafkaDeliveryError(f"cannot inspect or create Kafka topics: {quoted(exc)}") from exc
         for spec in pending:
             _check(spec, policies.get(spec.name))
             self._checked.add(spec.name)
@@ -75,10 +74,10 @@ class TopicManager:
     async def partitions(self, topic: str) -> list[int]:
         """The partition numbers of an existing topic (none when it does not exist)."""
         try:
-            [described] = await self._admin.describe_topics([topic])
-        except KafkaError as exc:
-            raise KafkaDeliveryError(f"cannot describe Kafka topic {topic}: {exc!r}") from exc
-        return sorted(partition["partition"] for partition in described["partitions"])
+            partitions = await self._admin.partitions([topic])
+        except KafkaClientError as exc:
+            raise KafkaDeliveryError(f"cannot describe Kafka topic {topic}: {quoted(exc)}") from exc
+        return [partition.partition for partition in partitions]
 
     async def _create(self, missing: list[TopicSpec]) -> None:
         if not missing:
@@ -87,10 +86,9 @@ class TopicManager:
         if not self._settings.create:
             raise TopicPolicyError(f"Kafka topics {names} do not exist and kafka.topics.create is false: create them")
         new = [_new_topic(spec, self._settings) for spec in missing]
-        response = await self._admin.create_topics(new)
-        for name, code, *rest in response.topic_errors:
+        for name, code, message in await self._admin.create(new):
             if code not in {0, TOPIC_ALREADY_EXISTS}:
-                raise TopicPolicyError(f"cannot create Kafka topic {name}: error {code} {rest[0] if rest else ''}")
+                raise TopicPolicyError(f"cannot create Kafka topic {name}: error {code} {message}")
         log.info("created Kafka topics %s", names)
 
     async def _policies(self, names: list[str]) -> dict[str, str]:
@@ -100,10 +98,7 @@ class TopicManager:
             unknown = [name for name in names if name not in policies]
             if not unknown:
                 break
-            resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None}) for name in unknown]
-            for response in await self._admin.describe_configs(resources):
-                for resource in response.resources:
-                    policies |= _policy_of(resource)
+            policies |= await self._admin.cleanup_policies(unknown)
             await asyncio.sleep(0 if len(policies) == len(names) else DESCRIBE_PAUSE)
         return policies
 
@@ -117,12 +112,6 @@ def _new_topic(spec: TopicSpec, settings: KafkaTopicSettings) -> NewTopic:
         replica_assignments={} if settings.replication_factor == -1 else None,
         topic_configs=spec.configs,
     )
-
-
-def _policy_of(resource: Any) -> dict[str, str]:
-    _code, _message, _kind, topic, entries = resource[:5]
-    values = [entry[1] for entry in entries if entry[0] == "cleanup.policy"]
-    return {topic: values[0]} if values else {}
 
 
 def _check(spec: TopicSpec, found: str | None) -> None:

@@ -8,11 +8,9 @@ import contextlib
 import re
 from typing import Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-
 from borobridge import tls
-from borobridge.errors import ConfigError, KafkaDeliveryError
+from borobridge.errors import ConfigError
+from borobridge.kafka.errors import quoted
 from borobridge.settings import KafkaSettings
 
 _SERVER: Final = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$")
@@ -36,22 +34,6 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl.username
         options["sasl_plain_password"] = settings.sasl.password.reveal()
     return options
-
-
-async def cluster_brokers(settings: KafkaSettings) -> list[str]:
-    """The brokers the cluster's metadata lists, as ``host:port``, read within ``kafka.request_timeout_ms``."""
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    try:
-        async with asyncio.timeout(settings.request_timeout_ms / 1000):
-            await admin.start()
-            cluster = await admin.describe_cluster()
-    except (KafkaError, TimeoutError) as exc:
-        problem = await connection_problem(settings, exc)
-        raise KafkaDeliveryError(f"cannot read Kafka metadata: {problem}") from exc
-    finally:
-        with contextlib.suppress(KafkaError, TimeoutError, OSError):
-            await admin.close()
-    return [f"{broker['host']}:{broker['port']}" for broker in cluster["brokers"]]
 
 
 def bootstrap_servers(text: str) -> list[str]:
@@ -86,7 +68,7 @@ def connection_hint(settings: KafkaSettings) -> str:
 async def connection_problem(settings: KafkaSettings, error: BaseException) -> str:
     """Why the brokers could not be reached, for an error message: the failed TLS handshake (:func:`tls_problem`),
     else the error and :func:`connection_hint`."""
-    return await tls_problem(settings) or f"{error!r}; {connection_hint(settings)}"
+    return await tls_problem(settings) or f"{quoted(error)}; {connection_hint(settings)}"
 
 
 async def tls_problem(settings: KafkaSettings) -> str | None:

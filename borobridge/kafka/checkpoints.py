@@ -1,4 +1,5 @@
-"""What the Kafka committer knows it committed, checked against what the checkpoint topic says.
+"""The Kafka checkpoint store: the cursors read from the checkpoint topic, written with each round, and what the
+committer knows it committed, checked against what the topic says.
 
 A new producer takes the transactional id back from whichever instance holds it (aiokafka asks for a producer id
 without an epoch, so the broker cannot tell a stale instance from a live one), and a commit the bridge gave up
@@ -9,10 +10,76 @@ up on mean that round was committed after all; anything else means another insta
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Mapping
+from typing import Final
+
+import msgspec
 
 from borobridge.checkpoint import Checkpoint
 from borobridge.errors import FencedError
+from borobridge.kafka.consumer import Consumer, committed_reader
+from borobridge.kafka.records import KafkaRecord, Partition
+from borobridge.kafka.topics import TopicManager
+from borobridge.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_MS: Final = 500
+_DECODER: Final = msgspec.json.Decoder(Checkpoint)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+async def committed_checkpoints(settings: KafkaSettings, topics: TopicManager, seconds: float) -> dict[str, Checkpoint]:
+    """The checkpoint topic read to its end (read_committed) by a consumer of its own; the latest record of each
+    stream wins. TimeoutError past ``seconds``."""
+    consumer = committed_reader(settings)
+    try:
+        async with asyncio.timeout(seconds):
+            await consumer.start()
+            return await _read_to_end(consumer, settings.topics.checkpoints, topics)
+    finally:
+        await consumer.stop_quietly()
+
+
+def checkpoint_records(topic: str, checkpoints: Iterable[Checkpoint]) -> list[KafkaRecord]:
+    """The records that write ``checkpoints``, keyed by stream."""
+    return [KafkaRecord(topic, c.stream.encode(), _ENCODER.encode(c), []) for c in checkpoints]
+
+
+async def _read_to_end(consumer: Consumer, topic: str, topics: TopicManager) -> dict[str, Checkpoint]:
+    partitions = [Partition(topic, p) for p in await topics.partitions(topic)]
+    if not partitions:
+        return {}
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(partitions)
+    latest: dict[str, Checkpoint] = {}
+    while await _behind(consumer, ends):
+        for records in (await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)).values():
+            for record in records:
+                _keep_latest(latest, record.value)
+    log.info("read %d checkpoints from %s", len(latest), topic)
+    return latest
+
+
+async def _behind(consumer: Consumer, ends: dict[Partition, int]) -> bool:
+    for partition, end in ends.items():
+        if await consumer.position(partition) < end:
+            return True
+    return False
+
+
+def _keep_latest(latest: dict[str, Checkpoint], value: bytes | None) -> None:
+    if not value:
+        return
+    try:
+        checkpoint = _DECODER.decode(value)
+    except msgspec.DecodeError:
+        log.warning("skipping an unreadable checkpoint record: %r", value[:200])
+        return
+    latest[checkpoint.stream] = checkpoint
 
 
 class CommittedCursors:
