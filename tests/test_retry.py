@@ -34,9 +34,8 @@ SETTINGS = load_settings(
 
 
 class ThrottledError(BoroError):
-    """A kind of Boro failure the client has never heard of: retriable, with the server's own wait."""
-
-    kind = "throttled"
+    """A kind of Boro failure the client has never heard of: retriable, with the server's own wait (its ``kind``
+    is its parent's, so the error kinds the metrics enumerate stay those of the bridge)."""
 
     def __init__(self) -> None:
         self.retry_after = 4.0
@@ -45,8 +44,6 @@ class ThrottledError(BoroError):
 
 class SuspendedError(SinkError):
     """A sink failure that only a changed setting cures."""
-
-    kind = "suspended"
 
     @property
     def permanent(self) -> bool:
