@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promql_names import metric_names
-from tests.scraped_metrics import sample_names, scrape_running_bridge
+from tests.support.promql_names import metric_names
+from tests.support.scraped_metrics import sample_names, scrape_running_bridge
 
 ROOT = Path(__file__).parents[1]
 RULES = ROOT / "docs" / "monitoring" / "prometheus-rules.yaml"

@@ -15,7 +15,7 @@ from borobridge.events import ATTRIBUTES, CloudEvent, EventFactory
 from borobridge.schemas import documents, generate
 from borobridge.settings import KafkaTopicSettings, MqttTopicSettings
 from borobridge.transitions import AlarmTransition, Transition
-from tests.records import decoded, record_bytes
+from tests.support.records import decoded, record_bytes
 
 ROOT = Path(__file__).parents[1]
 VALIDATOR = ROOT / "scripts" / "asyncapi" / "validate.mjs"

@@ -20,7 +20,7 @@ from borobridge.health import Health, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.sinks.stream import JsonLinesSink
-from tests.expectations import expected_ids, read_events, simulator_with_history
+from tests.support.expectations import expected_ids, read_events, simulator_with_history
 from tests.test_bridge_e2e import bridge, bridge_settings
 
 MAX_BACKOFF = 0.1  # boro.retry.max_backoff in bridge_settings

@@ -30,7 +30,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.sinks.stream import JsonLinesSink
-from tests.expectations import (
+from tests.support.expectations import (
     assert_exactly_once_in_order,
     assert_valid_against_schemas,
     expected_ids,

@@ -23,8 +23,6 @@ import pytest
 
 from borobridge.boro.simulator import Faults, Simulator
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import expected_ids, read_events, simulator_with_history
-from tests.kafka_reading import consume, kafka_settings
 from tests.support.bridge_process import (
     BridgeProcess,
     assert_once_and_in_order,
@@ -34,7 +32,9 @@ from tests.support.bridge_process import (
     moving_world,
     wait_until_complete,
 )
+from tests.support.expectations import expected_ids, read_events, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import consume, kafka_settings
 from tests.test_bad_input_e2e import poison
 from tests.test_kafka_fencing import committed
 from tests.test_personalities_kafka import kafka_section

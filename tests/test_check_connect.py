@@ -14,7 +14,7 @@ from typing import Any, Final
 import pytest
 
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import simulator_with_history
+from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster
 from tests.support.mosquitto import MosquittoBroker
 

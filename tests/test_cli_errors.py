@@ -21,9 +21,9 @@ from typing import Any, Final
 import pytest
 
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import simulator_with_history
-from tests.kafka_reading import kafka_settings
+from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import kafka_settings
 from tests.test_bridge_e2e import advancing
 from tests.test_kafka_delivery import bridge_config, topic_names
 from tests.test_kafka_fencing import FENCED_EXIT_S, bridge_process, stop, wait_for_committed

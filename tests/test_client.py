@@ -16,7 +16,7 @@ from borobridge.boro.client import BoroClient, Signer
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.errors import BoroDecodeError, BoroHTTPError, BoroReplyError, BoroTransportError
 from borobridge.settings import BoroSettings, FilterSettings, RetrySettings
-from tests.records import record_bytes
+from tests.support.records import record_bytes
 
 URL = "http://boro.test/ctrl_api/v1/json"
 Handler = Callable[[httpx.Request], httpx.Response]

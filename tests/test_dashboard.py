@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.promql_names import metric_names
-from tests.scraped_metrics import sample_names, scrape_running_bridge
+from tests.support.promql_names import metric_names
+from tests.support.scraped_metrics import sample_names, scrape_running_bridge
 
 ROOT = Path(__file__).parents[1]
 DASHBOARD = ROOT / "docs" / "monitoring" / "grafana-dashboard.json"

@@ -25,7 +25,7 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import WebhookSettings, load_settings
 from borobridge.sinks.stream import JsonLinesSink
 from borobridge.webhooks import WebhookApp, serve_webhooks
-from tests.expectations import expected_ids, read_events
+from tests.support.expectations import expected_ids, read_events
 
 PROJECTS = (23, 24)
 TASK = 241555  # the first task of project 23

@@ -18,7 +18,7 @@ from cloudevents.v1.http import CloudEvent as V1CloudEvent
 from borobridge.events import CloudEvent, EventFactory, event_type
 from borobridge.schemas import event_schema
 from borobridge.transitions import AlarmTransition, Transition, TransitionMemory
-from tests.records import decoded, record_bytes
+from tests.support.records import decoded, record_bytes
 
 FACTORY = EventFactory("boro-1")
 

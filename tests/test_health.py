@@ -26,7 +26,7 @@ from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.settings import load_settings
 from borobridge.sinks.stream import JsonLinesSink
-from tests.expectations import simulator_with_history
+from tests.support.expectations import simulator_with_history
 
 BORO_503 = str(BoroHTTPError(503, "maintenance"))
 

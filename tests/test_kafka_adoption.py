@@ -28,10 +28,10 @@ from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka import KafkaSink
-from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
-from tests.kafka_reading import binary_events, consume
-from tests.kafka_reading import kafka_settings as unique_kafka_settings
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, consume
+from tests.support.kafka_reading import kafka_settings as unique_kafka_settings
 from tests.test_kafka_delivery import event_topics, kafka_bridge_and_sink
 
 pytestmark = pytest.mark.kafka

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import expected_ids, simulator_with_history
-from tests.kafka_reading import binary_events, consume, kafka_settings
+from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, consume, kafka_settings
 from tests.test_kafka_delivery import event_topics, kafka_bridge, topic_names
 
 pytestmark = pytest.mark.kafka

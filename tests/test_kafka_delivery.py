@@ -24,14 +24,14 @@ from borobridge.errors import FencedError, KafkaDeliveryError, TopicPolicyError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings, load_settings
 from borobridge.sinks.kafka import KafkaSink
-from tests.expectations import (
+from tests.support.expectations import (
     assert_exactly_once_in_order,
     assert_valid_against_schemas,
     expected_ids,
     simulator_with_history,
 )
-from tests.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
 from tests.test_bridge_e2e import advancing
 
 pytestmark = pytest.mark.kafka

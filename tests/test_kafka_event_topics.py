@@ -18,9 +18,9 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.sinks.kafka import KafkaSink
-from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
-from tests.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
 
 pytestmark = pytest.mark.kafka
 

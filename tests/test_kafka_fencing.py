@@ -19,9 +19,9 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
 from borobridge.sinks.kafka import KafkaSink
-from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
-from tests.kafka_reading import binary_events, kafka_settings, partitions_of
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, kafka_settings, partitions_of
 from tests.test_bridge_e2e import advancing
 from tests.test_kafka_delivery import bridge_config, event_topics
 
@@ -38,7 +38,7 @@ FENCE_S = 2.0  # a metadata wait for a topic before anything is queued sees no f
 async def committed(bootstrap: str, prefix: str, sim: Simulator) -> list[dict[str, Any]]:
     """The events committed so far, read up to the last stable offsets taken at the start.
 
-    ``tests.kafka_reading.consume`` reads until the topics go quiet, which never happens while a bridge
+    ``tests.support.kafka_reading.consume`` reads until the topics go quiet, which never happens while a bridge
     process commits every poll interval; this reads a snapshot instead.
     """
     partitions = await partitions_of(bootstrap, event_topics(prefix, sim))

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import simulator_with_history
+from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster, unique_topic
 from tests.test_cli_errors import closed_port  # noqa: F401 - a fixture
 from tests.test_health import free_port

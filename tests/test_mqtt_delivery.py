@@ -38,9 +38,9 @@ from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
 from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
 from borobridge.sinks.stream import JsonLinesSink
-from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
-from tests.kafka_reading import binary_events, consume, kafka_settings
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.mosquitto import (
     MosquittoBroker,
     ReceivedMessage,

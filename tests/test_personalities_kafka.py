@@ -17,8 +17,6 @@ import pytest
 from borobridge.boro.simulator import Faults, Personality
 from borobridge.boro.simulator_http import describe, serve_simulator
 from borobridge.settings import KafkaSettings
-from tests.expectations import expected_ids, simulator_with_history
-from tests.kafka_reading import kafka_settings
 from tests.support.bridge_process import (
     BridgeProcess,
     assert_once_and_in_order,
@@ -27,7 +25,9 @@ from tests.support.bridge_process import (
     moving_world,
     wait_until_complete,
 )
+from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import kafka_settings
 from tests.test_kafka_fencing import committed
 from tests.test_personalities_process import (
     EVERYTHING_BUT_STOPS,

@@ -16,7 +16,6 @@ import pytest
 
 from borobridge.boro.simulator import Faults, Personality
 from borobridge.boro.simulator_http import describe, serve_simulator
-from tests.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.support.bridge_process import (
     PAGE_SIZE,
     BridgeProcess,
@@ -27,6 +26,7 @@ from tests.support.bridge_process import (
     moving_world,
     wait_until_complete,
 )
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from borobridge import reading
 from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
 from borobridge.errors import BoroReplyError
 from borobridge.reading import Position, Window
-from tests.records import decoded
+from tests.support.records import decoded
 
 BASE = AlarmQuery(project_id=23, limit=3)
 NOW = 1_790_000_000

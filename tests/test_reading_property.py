@@ -29,7 +29,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
-from tests.expectations import assert_exactly_once_in_order, expected_ids
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids
 
 START: Final = 1_790_000_000.0
 STEPS: Final = 25  # seconds of the world moving, one poll cycle each

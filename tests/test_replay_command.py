@@ -19,9 +19,9 @@ import pytest
 
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import expected_ids, simulator_with_history
-from tests.kafka_reading import binary_events, consume, kafka_settings
+from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, consume, kafka_settings
 from tests.test_cli_errors import COMMAND_S, borobridge, write_config
 from tests.test_kafka_delivery import event_topics, topic_names
 from tests.test_kafka_fencing import stop

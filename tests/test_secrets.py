@@ -29,9 +29,9 @@ from borobridge.boro.client import Signer
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import load_settings
-from tests.expectations import simulator_with_history
-from tests.kafka_reading import kafka_settings
+from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import kafka_settings
 from tests.test_kafka_delivery import topic_names
 
 USER: Final = "bridge-user"

@@ -27,7 +27,7 @@ from borobridge.metrics import Metrics
 from borobridge.secret import Secret
 from borobridge.settings import HmacSettings, SimulatorWebhookSettings, WebhookHmacSettings, WebhookSettings
 from borobridge.webhooks import WebhookApp
-from tests.expectations import expected_ids, read_events
+from tests.support.expectations import expected_ids, read_events
 
 KEY = "AGnO/VenzHB9xkLYZG1i70kQ9iyFBBvugGXSFyTQaB0="
 HTTP_TASK = 241555  # project 23, an HTTP input

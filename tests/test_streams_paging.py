@@ -10,7 +10,7 @@ from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
 from borobridge.reading import Position, Window
 from borobridge.streams import Stream
 from borobridge.transitions import TransitionMemory
-from tests.records import decoded
+from tests.support.records import decoded
 
 SECOND = 1_790_000_000
 LIMIT = 2

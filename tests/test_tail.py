@@ -18,9 +18,9 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.cli import _parser
 from borobridge.events import CloudEvent, from_kafka_record
 from borobridge.tail import SEVERITIES, TailFilter, render_json
-from tests.expectations import expected_ids, simulator_with_history
-from tests.kafka_reading import binary_events, consume, kafka_settings
+from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_reading import binary_events, consume, kafka_settings
 from tests.test_kafka_commands import write_config
 from tests.test_kafka_delivery import event_topics, kafka_bridge, poll_until_complete, topic_names
 

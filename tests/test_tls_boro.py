@@ -13,8 +13,8 @@ import pytest
 
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import expected_ids, read_events, simulator_with_history
 from tests.support.bridge_process import BridgeProcess, bridge_config, ids_written, wait_until_complete
+from tests.support.expectations import expected_ids, read_events, simulator_with_history
 from tests.support.tls import CertificateAuthority, Issued
 
 SAID_S: Final = 20.0

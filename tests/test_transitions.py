@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from borobridge.transitions import Transition, TransitionMemory
-from tests.records import decoded
+from tests.support.records import decoded
 
 
 def kinds(memory: TransitionMemory, *records: object) -> list[tuple[int, Transition, bool]]:

@@ -12,7 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from borobridge.boro.simulator_http import serve_simulator
-from tests.expectations import simulator_with_history
+from tests.support.expectations import simulator_with_history
 from tests.test_health import free_port, health_config, scrape_until_healthy
 
 
