@@ -6,39 +6,26 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
 from borobridge.boro.client import BoroClient
-from borobridge.boro.simulator import ENDPOINT_PATH, SimReply, Simulator, StoredRecord
+from borobridge.boro.simulator import ENDPOINT_PATH, SimReply, Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.health import Health, serve_health
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.sinks.stream import JsonLinesSink
+from tests.support.bad_input import poison, refusing
 from tests.support.expectations import expected_ids, read_events, simulator_with_history
-from tests.test_bridge_e2e import bridge, bridge_settings
+from tests.support.pipelines import bridge
+from tests.support.settings import bridge_settings
 
 MAX_BACKOFF = 0.1  # boro.retry.max_backoff in bridge_settings
 CYCLES = 6
-
-
-def poison(sim: Simulator, name: str, *, clear: bool = False, **fields: Any) -> StoredRecord:
-    """A record Boro could send by mistake: raised now on the first task (and cleared), then given ``fields``."""
-    stored = sim.trigger(sim.tasks()[0].task_id, name)
-    if clear:
-        sim.clear(stored.id)
-    alarm = sim._store.get(stored.id).alarm
-    for key, value in fields.items():
-        if key.startswith("info."):
-            alarm.info[key.removeprefix("info.")] = value
-        else:
-            setattr(alarm, key, value)
-    return sim.record(stored.id)
 
 
 async def poll_until(pipeline: Pipeline, output: Path, expected: set[str], cycles: int = 60) -> None:
@@ -134,19 +121,6 @@ async def test_a_malformed_projects_list_keeps_the_known_projects_polled(
 
 
 # ---- permanent refusals ------------------------------------------------------------------------------------------
-
-
-def refusing(kind: str) -> tuple[Simulator, dict[str, str], str]:
-    """A simulator, settings overrides and an URL suffix that make Boro refuse the bridge for good."""
-    sim = simulator_with_history(2, seed=6, rate_per_second=5)
-    overrides = {"BOROBRIDGE_BORO__PROJECTS": "[23, 24]"}
-    if kind == "user_id":
-        overrides["BOROBRIDGE_BORO__USER_ID"] = "5"
-    if kind == "user_id_discovery":
-        overrides = {"BOROBRIDGE_BORO__USER_ID": "5"}
-    if kind == "hmac":
-        sim = simulator_with_history(2, seed=6, rate_per_second=5, hmac_keys={"4": b"k" * 32})
-    return sim, overrides, "/v2" if kind == "path" else ""
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,6 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from borobridge.delivery import Batch
 from borobridge.errors import SinkError
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
-from borobridge.settings import Settings, load_settings
 from borobridge.sinks.stream import JsonLinesSink
 from tests.support.expectations import (
     assert_exactly_once_in_order,
@@ -37,6 +35,8 @@ from tests.support.expectations import (
     read_events,
     simulator_with_history,
 )
+from tests.support.pipelines import advancing, bridge
+from tests.support.settings import bridge_settings
 
 ALL_FAULTS = Faults(
     http_5xx=0.1,
@@ -51,39 +51,6 @@ ALL_FAULTS = Faults(
 )
 
 
-def bridge_settings(url: str, tmp_path: Path, **overrides: str) -> Settings:
-    environ = {
-        "BOROBRIDGE_BORO__URL": url,
-        "BOROBRIDGE_BORO__USER_ID": "4",
-        "BOROBRIDGE_BORO__POLL_INTERVAL": "0.1",
-        "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-        "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
-        "BOROBRIDGE_FIRST_START__MODE": "all",
-        "BOROBRIDGE_OUTPUT__PATH": str(tmp_path / "events.jsonl"),
-        "BOROBRIDGE_STATE__PATH": str(tmp_path / "state.json"),
-        "BOROBRIDGE_HEALTH__ENABLED": "false",
-    }
-    return load_settings(None, environ | overrides)
-
-
-@contextlib.asynccontextmanager
-async def advancing(sim: Simulator, every: float = 0.05) -> AsyncIterator[None]:
-    """Let the simulated world move on while the block runs, and stand still afterwards."""
-
-    async def tick() -> None:
-        while True:
-            sim.advance()
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(tick())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def catch_up(pipeline: Pipeline, sim: Simulator, output: Path, since: int = 0, seconds: float = 30.0) -> None:
     """Poll until the output holds every expected transition (bounded in time)."""
     deadline = asyncio.get_running_loop().time() + seconds
@@ -91,23 +58,6 @@ async def catch_up(pipeline: Pipeline, sim: Simulator, output: Path, since: int 
         await pipeline.poll_once()
         if {e["id"] for e in read_events(output)} >= expected_ids(sim, since):
             return
-
-
-@contextlib.asynccontextmanager
-async def bridge(
-    url: str, tmp_path: Path, metrics: Metrics | None = None, *, overrides: dict[str, str] | None = None
-) -> AsyncIterator[Pipeline]:
-    """A restored pipeline writing JSON lines into ``tmp_path``, closed afterwards."""
-    settings = bridge_settings(url, tmp_path, **(overrides or {}))
-    assert settings.output.path is not None
-    sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), Path(settings.output.path))
-    async with httpx.AsyncClient() as http:
-        pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test", metrics=metrics)
-        try:
-            await pipeline.restore()
-            yield pipeline
-        finally:
-            sink.close()
 
 
 @pytest.mark.parametrize("token_mode", ["sequence", "timestamp"])

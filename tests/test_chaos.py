@@ -23,6 +23,7 @@ import pytest
 
 from borobridge.boro.simulator import Faults, Simulator
 from borobridge.boro.simulator_http import serve_simulator
+from tests.support.bad_input import poison
 from tests.support.bridge_process import (
     BridgeProcess,
     assert_once_and_in_order,
@@ -34,11 +35,9 @@ from tests.support.bridge_process import (
 )
 from tests.support.expectations import expected_ids, read_events, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import committed, kafka_section
 from tests.support.kafka_reading import consume, kafka_settings
-from tests.test_bad_input_e2e import poison
-from tests.test_kafka_fencing import committed
-from tests.test_personalities_kafka import kafka_section
-from tests.test_troubleshooting_docs import entries
+from tests.support.troubleshooting import entries
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

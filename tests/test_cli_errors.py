@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,40 +21,13 @@ import pytest
 from borobridge.boro.simulator_http import serve_simulator
 from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import FENCED_EXIT_S, bridge_config, topic_names, wait_for_committed
 from tests.support.kafka_reading import kafka_settings
-from tests.test_bridge_e2e import advancing
-from tests.test_kafka_delivery import bridge_config, topic_names
-from tests.test_kafka_fencing import FENCED_EXIT_S, bridge_process, stop, wait_for_committed
+from tests.support.pipelines import advancing
+from tests.support.processes import COMMAND_S, borobridge, bridge_process, stop
+from tests.support.settings import write_config
 
-COMMAND_S: Final = 60.0
 LOG_LINE: Final = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING) [\w.]+: ")
-QUIET: Final = {"health": {"enabled": False}, "logging": {"level": "WARNING"}}
-
-
-def borobridge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the command to its end in ``cwd``."""
-    return subprocess.run(
-        [sys.executable, "-m", "borobridge", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_S,
-        check=False,
-    )
-
-
-def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(QUIET | config), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound, never listening."""
-    with socket.socket() as bound:
-        bound.bind(("127.0.0.1", 0))
-        yield bound.getsockname()[1]
 
 
 def refused(port: int) -> str:

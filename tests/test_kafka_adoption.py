@@ -30,9 +30,9 @@ from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka import KafkaSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import event_topics, kafka_bridge_and_sink
 from tests.support.kafka_reading import binary_events, consume
 from tests.support.kafka_reading import kafka_settings as unique_kafka_settings
-from tests.test_kafka_delivery import event_topics, kafka_bridge_and_sink
 
 pytestmark = pytest.mark.kafka
 

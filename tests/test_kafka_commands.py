@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,8 +12,9 @@ import pytest
 from borobridge.boro.simulator_http import serve_simulator
 from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import event_topics, kafka_bridge, topic_names
+from tests.support.kafka_bridge import write_kafka_config as write_config
 from tests.support.kafka_reading import binary_events, consume, kafka_settings
-from tests.test_kafka_delivery import event_topics, kafka_bridge, topic_names
 
 pytestmark = pytest.mark.kafka
 
@@ -27,18 +27,6 @@ async def borobridge(*args: str) -> tuple[int, str, str]:
         out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-def write_config(tmp_path: Path, url: str, bootstrap: str, topics: dict[str, str], name: str) -> Path:
-    config = {
-        "name": name,
-        "boro": {"url": url, "user_id": 4, "server_name": "boro-test"},
-        "kafka": {"bootstrap_servers": bootstrap, "topics": topics},
-        "logging": {"level": "WARNING"},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
 
 
 async def test_tail_prints_every_event_and_filters(kafka: KafkaCluster, tmp_path: Path) -> None:

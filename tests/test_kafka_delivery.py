@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from borobridge.boro.simulator import Faults, Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.errors import FencedError, KafkaDeliveryError, TopicPolicyError
 from borobridge.pipeline import Pipeline
-from borobridge.settings import KafkaSettings, load_settings
+from borobridge.settings import load_settings
 from borobridge.sinks.kafka import KafkaSink
 from tests.support.expectations import (
     assert_exactly_once_in_order,
@@ -31,54 +29,13 @@ from tests.support.expectations import (
     simulator_with_history,
 )
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import bridge_config, event_topics, kafka_bridge, poll_until_complete, topic_names
 from tests.support.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
-from tests.test_bridge_e2e import advancing
+from tests.support.pipelines import advancing
 
 pytestmark = pytest.mark.kafka
 
 SOME_FAULTS = Faults(http_5xx=0.05, malformed=0.05, error_item=0.05, repeat=0.2, burst=0.02)
-
-
-@contextlib.asynccontextmanager
-async def kafka_bridge_and_sink(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[tuple[Pipeline, KafkaSink]]:
-    """A restored pipeline delivering into Kafka, with no local state at all, and its committer."""
-    settings = load_settings(
-        None,
-        {
-            "BOROBRIDGE_NAME": name,
-            "BOROBRIDGE_BORO__URL": url,
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-        },
-    )
-    async with httpx.AsyncClient() as http, KafkaSink(kafka, name) as sink:
-        pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test")
-        await pipeline.restore()
-        yield pipeline, sink
-
-
-@contextlib.asynccontextmanager
-async def kafka_bridge(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[Pipeline]:
-    """A restored pipeline delivering into Kafka, with no local state at all."""
-    async with kafka_bridge_and_sink(url, kafka, name) as (pipeline, _):
-        yield pipeline
-
-
-async def poll_until_complete(pipeline: Pipeline, kafka: KafkaSettings, prefix: str, sim: Simulator) -> list[Any]:
-    """Poll (bounded) until a read_committed consumer sees every expected transition; returns the events."""
-    events: list[Any] = []
-    for _ in range(30):
-        await pipeline.poll_once()
-        events = binary_events(await consume(kafka.bootstrap_servers, event_topics(prefix, sim)))
-        if {e["id"] for e in events} >= expected_ids(sim):
-            break
-    return events
-
-
-def event_topics(prefix: str, sim: Simulator) -> list[str]:
-    return [f"{prefix}.alarms.{project.id}" for project in sim.projects()]
 
 
 async def test_simulator_to_kafka_exactly_once_with_active_table(kafka: KafkaCluster) -> None:
@@ -148,17 +105,6 @@ async def test_structured_mode_and_scram_sha_512(kafka: KafkaCluster) -> None:
     headers = {dict(m.headers)["content-type"] for ms in records.values() for m in ms}
     assert headers == {b"application/cloudevents+json; charset=utf-8"}
     assert_exactly_once_in_order(events, sim, expected_ids(sim))
-
-
-def topic_names(settings: KafkaSettings) -> dict[str, str]:
-    topics = settings.topics
-    return {
-        "events": topics.events,
-        "active": topics.active,
-        "checkpoints": topics.checkpoints,
-        "schemas": topics.schemas,
-        "dead_letters": topics.dead_letters,
-    }
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -284,29 +230,6 @@ async def test_kcat_reads_the_committed_events(kafka: KafkaCluster) -> None:
 
 
 # ---- the real process under SIGKILL, and broker failures ------------------------------------------------------
-
-
-def bridge_config(tmp_path: Path, url: str, kafka: KafkaSettings, name: str, **kafka_options: int) -> Path:
-    config = {
-        "name": name,
-        "boro": {
-            "url": url,
-            "user_id": 4,
-            "poll_interval": 0.2,
-            "retry": {"initial_backoff": 0.02, "max_backoff": 0.5},
-        },
-        "first_start": {"mode": "all"},
-        "health": {"enabled": False},
-        "kafka": {
-            "bootstrap_servers": kafka.bootstrap_servers,
-            "linger_ms": 2,
-            "topics": topic_names(kafka),
-            **kafka_options,
-        },
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
 
 
 @pytest.mark.slow

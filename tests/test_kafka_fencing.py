@@ -3,98 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
 from borobridge.sinks.kafka import KafkaSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
-from tests.support.kafka_reading import binary_events, kafka_settings, partitions_of
-from tests.test_bridge_e2e import advancing
-from tests.test_kafka_delivery import bridge_config, event_topics
+from tests.support.kafka_bridge import FENCED_EXIT_S, bridge_config, committed, wait_for_committed
+from tests.support.kafka_reading import kafka_settings
+from tests.support.pipelines import advancing
+from tests.support.processes import bridge_process, stop
 
 pytestmark = pytest.mark.kafka
 
-FIRST_EVENTS_S = 60.0
-FENCED_EXIT_S = 60.0
-CATCH_UP_S = 60.0
-READ_S = 30.0
-STOP_S = 30.0
 FENCE_S = 2.0  # a metadata wait for a topic before anything is queued sees no fence: it gives up after this
-
-
-async def committed(bootstrap: str, prefix: str, sim: Simulator) -> list[dict[str, Any]]:
-    """The events committed so far, read up to the last stable offsets taken at the start.
-
-    ``tests.support.kafka_reading.consume`` reads until the topics go quiet, which never happens while a bridge
-    process commits every poll interval; this reads a snapshot instead.
-    """
-    partitions = await partitions_of(bootstrap, event_topics(prefix, sim))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: dict[str, list[Any]] = defaultdict(list)
-        async with asyncio.timeout(READ_S):
-            while [p for p in partitions if await consumer.position(p) < ends[p]]:
-                for partition, messages in (await consumer.getmany(timeout_ms=500)).items():
-                    records[f"{partition.topic}/{partition.partition}"] += [
-                        m for m in messages if m.offset < ends[partition]
-                    ]
-        return binary_events(dict(records))
-    finally:
-        await asyncio.sleep(0)  # let aiokafka's coordinator task start, or stop() re-raises its cancellation
-        await consumer.stop()
-
-
-async def wait_for_committed(
-    bootstrap: str, prefix: str, sim: Simulator, process: asyncio.subprocess.Process, *, until: set[str] | None = None
-) -> list[dict[str, Any]]:
-    """Poll (bounded) until some events are committed, or every one of ``until``, or ``process`` ends."""
-    deadline = asyncio.get_running_loop().time() + (CATCH_UP_S if until else FIRST_EVENTS_S)
-    while True:
-        events = await committed(bootstrap, prefix, sim)
-        ids = {event["id"] for event in events}
-        done = ids >= until if until else bool(ids)
-        if done or process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-            return events
-        await asyncio.sleep(0.5)
-
-
-async def bridge_process(config: Path, log: Path) -> asyncio.subprocess.Process:
-    """``borobridge run --config`` with its log (stderr) in a file."""
-    with log.open("wb") as stderr:  # the child keeps its own descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "borobridge", "run", "--config", str(config), stderr=stderr
-        )
-
-
-async def stop(process: asyncio.subprocess.Process) -> int:
-    """SIGTERM unless it ended already; SIGKILL past `STOP_S`. Returns the exit status."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(STOP_S):
-            return await process.wait()
-    except TimeoutError:
-        process.kill()
-        return await process.wait()
 
 
 @pytest.mark.slow

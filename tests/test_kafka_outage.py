@@ -20,8 +20,7 @@ import pytest
 from borobridge.boro.simulator_http import serve_simulator
 from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster, unique_topic
-from tests.test_cli_errors import closed_port  # noqa: F401 - a fixture
-from tests.test_health import free_port
+from tests.support.ports import free_port
 
 POLL_INTERVAL: Final = 0.5
 DELIVERY_TIMEOUT: Final = 5.0
@@ -143,7 +142,7 @@ def unready(status: int, _: str) -> bool:
 
 async def test_an_unreachable_kafka_at_start_up_is_retried_and_named_until_sigterm(
     tmp_path: Path,
-    closed_port: int,  # noqa: F811 - the fixture
+    closed_port: int,
 ) -> None:
     async with running_bridge(tmp_path, f"127.0.0.1:{closed_port}") as bridge:
         _, reason = await bridge.wait_readyz(lambda status, text: status == 503 and "kafka:" in text, UP_S)

@@ -12,8 +12,8 @@ import pytest
 from borobridge.boro.simulator_http import serve_simulator
 from borobridge.logs import RepeatFilter, configure_logging
 from borobridge.settings import LoggingSettings, load_settings
-from tests.test_bad_input_e2e import refusing
-from tests.test_bridge_e2e import bridge
+from tests.support.bad_input import refusing
+from tests.support.pipelines import bridge
 
 
 def test_json_lines_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:

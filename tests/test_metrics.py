@@ -21,9 +21,10 @@ from borobridge.errors import CheckpointError
 from borobridge.health import Health, ReportingCommitter, serve_health
 from borobridge.metrics import Metrics
 from borobridge.sinks.stream import JsonLinesSink
+from tests.support.pipelines import bridge
+from tests.support.ports import free_port
 from tests.support.scraped_metrics import scrape_running_bridge
-from tests.test_bridge_e2e import bridge, bridge_settings
-from tests.test_health import free_port
+from tests.support.settings import bridge_settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -16,41 +16,35 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiomqtt
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from borobridge.backoff import Backoff
-from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
-from borobridge.checkpoint import FileCheckpointStore
 from borobridge.events import CloudEvent
 from borobridge.health import Health
 from borobridge.metrics import Metrics
-from borobridge.pipeline import Pipeline
-from borobridge.settings import KafkaSettings, MqttSettings, Settings, load_settings
-from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
+from borobridge.settings import KafkaSettings, MqttSettings, load_settings
+from borobridge.sinks.mqtt import MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
 from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
-from borobridge.sinks.stream import JsonLinesSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import event_topics, kafka_bridge, topic_names
 from tests.support.kafka_reading import binary_events, consume, kafka_settings
 from tests.support.mosquitto import (
     MosquittoBroker,
-    ReceivedMessage,
     collect,
     mosquitto_sub,
     session_properties,
     user_properties_of,
 )
-from tests.test_bridge_e2e import advancing
-from tests.test_kafka_delivery import event_topics, kafka_bridge, topic_names
+from tests.support.mqtt_bridge import as_event, direct_bridge, message_count, transitions
+from tests.support.pipelines import advancing
 
 pytestmark = pytest.mark.mqtt
 
@@ -69,58 +63,6 @@ def mqtt_settings(broker: MosquittoBroker, protocol: str = "mqttv5") -> MqttSett
     settings = load_settings(None, environ).mqtt
     assert settings is not None
     return settings
-
-
-def direct_settings(url: str, tmp_path: Path) -> Settings:
-    return load_settings(
-        None,
-        {
-            "BOROBRIDGE_NAME": "mqtt-test",
-            "BOROBRIDGE_BORO__URL": url,
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.2",
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-            "BOROBRIDGE_OUTPUT__PATH": str(tmp_path / "events.jsonl"),
-            "BOROBRIDGE_STATE__PATH": str(tmp_path / "state.json"),
-        },
-    )
-
-
-@contextlib.asynccontextmanager
-async def direct_bridge(url: str, tmp_path: Path, mqtt: MqttSettings) -> AsyncIterator[Pipeline]:
-    """A pipeline publishing straight to MQTT, committing its local cursor after every PUBACK."""
-    settings = direct_settings(url, tmp_path)
-    assert settings.output.path is not None
-    inner = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), Path(settings.output.path))
-    async with httpx.AsyncClient() as http, MqttPublisher(mqtt, settings.name) as publisher:
-        pipeline = Pipeline(
-            BoroClient(http, settings.boro), MqttDirectSink(publisher, inner), settings, server_name="boro-test"
-        )
-        try:
-            await pipeline.restore()
-            yield pipeline
-        finally:
-            inner.close()
-
-
-def as_event(message: ReceivedMessage) -> dict[str, Any]:
-    """An MQTT 5 binary-mode message parsed by the cloudevents SDK (user properties as ce- headers)."""
-    headers = {f"ce-{name}": value for name, value in message.user_properties.items()}
-    headers["content-type"] = str(message.content_type)
-    parsed = ce_http.from_binary(ce_http.HTTPMessage(headers, message.payload), JSONFormat())
-    event: dict[str, Any] = {name: str(value) for name, value in parsed.get_attributes().items()}
-    event["data"] = parsed.get_data()
-    return event
-
-
-def message_count(expected: set[str]) -> int:
-    """Every transition, plus a retained set or removal for each raise and clear."""
-    return len(expected) + sum(1 for event_id in expected if not event_id.endswith("-event"))
-
-
-def transitions(messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
-    return [m for m in messages if "/active/" not in m.topic]
 
 
 def active_ids(sim: Simulator) -> set[str]:

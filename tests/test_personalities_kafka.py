@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from borobridge.boro.simulator import Faults, Personality
 from borobridge.boro.simulator_http import describe, serve_simulator
-from borobridge.settings import KafkaSettings
 from tests.support.bridge_process import (
     BridgeProcess,
     assert_once_and_in_order,
@@ -27,13 +25,9 @@ from tests.support.bridge_process import (
 )
 from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import committed, kafka_section
 from tests.support.kafka_reading import kafka_settings
-from tests.test_kafka_fencing import committed
-from tests.test_personalities_process import (
-    EVERYTHING_BUT_STOPS,
-    HARDEST,
-    SOME_FAULTS,
-)
+from tests.support.personalities import EVERYTHING_BUT_STOPS, HARDEST, SOME_FAULTS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -50,26 +44,6 @@ CASES = {
     "combined": (EVERYTHING_BUT_STOPS, SOME_FAULTS),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
 }
-
-
-def kafka_section(settings: KafkaSettings, *, outage: bool) -> dict[str, Any]:
-    """The ``kafka`` configuration for this test's unique topics; short timeouts when the broker goes away."""
-    topics = settings.topics
-    section: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "linger_ms": 2,
-        "topics": {
-            "events": topics.events,
-            "active": topics.active,
-            "checkpoints": topics.checkpoints,
-            "schemas": topics.schemas,
-            "dead_letters": topics.dead_letters,
-            "partitions": topics.partitions,
-        },
-    }
-    if outage:
-        section |= {"delivery_timeout_ms": 5000, "request_timeout_ms": 3000}
-    return section
 
 
 @pytest.mark.parametrize("case", CASES)

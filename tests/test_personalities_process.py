@@ -11,7 +11,6 @@ import asyncio
 import random
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from borobridge.boro.simulator import Faults, Personality
@@ -27,6 +26,7 @@ from tests.support.bridge_process import (
     wait_until_complete,
 )
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
+from tests.support.personalities import EVERYTHING_BUT_STOPS, HARDEST, SOME_FAULTS
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +35,6 @@ MOVING_S = 3.0  # after the last restart, before the world stands still
 CATCH_UP_S = 60.0
 SWEPT_S = 15.0  # several sweeps (reconcile.interval 2 s) after the world stood still
 
-HARDEST = Personality(
-    token="reply_time",
-    token_compare="exclusive",
-    token_order="newest_first",
-    period_order="newest_first",
-    clock_offset=-300,
-    probe_stops=0.05,
-    stop_seconds=8,
-    moving_records=0.2,
-)
-EVERYTHING_BUT_STOPS = msgspec.structs.replace(HARDEST, probe_stops=0.0)
-SOME_FAULTS = Faults(http_5xx=0.05, malformed=0.05, error_item=0.05, repeat=0.2, burst=0.01)
 
 CASES = {
     "timestamp": (Personality(token="timestamp"), Faults()),

@@ -21,11 +21,10 @@ from borobridge.boro.simulator import Simulator
 from borobridge.boro.simulator_http import serve_simulator
 from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import event_topics, topic_names
 from tests.support.kafka_reading import binary_events, consume, kafka_settings
-from tests.test_cli_errors import COMMAND_S, borobridge, write_config
-from tests.test_kafka_delivery import event_topics, topic_names
-from tests.test_kafka_fencing import stop
-from tests.test_simulator_personalities import read_url
+from tests.support.processes import COMMAND_S, borobridge, read_url, stop
+from tests.support.settings import write_config
 
 PROGRESS: Final = re.compile(
     r"borobridge: replay up to \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: (\d+) events counted, [0-2] of 2 projects done"

@@ -23,7 +23,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.sinks.stream import JsonLinesSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
-from tests.test_bridge_e2e import bridge_settings
+from tests.support.settings import bridge_settings
 
 PROJECT = 23
 OTHER_PROJECT = 24

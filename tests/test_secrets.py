@@ -31,8 +31,8 @@ from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import load_settings
 from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import topic_names
 from tests.support.kafka_reading import kafka_settings
-from tests.test_kafka_delivery import topic_names
 
 USER: Final = "bridge-user"
 PASSWORD: Final = "boro-Pw-7c1e90"

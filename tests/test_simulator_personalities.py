@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import signal
 import sys
 import time
@@ -35,6 +34,7 @@ from borobridge.boro.simulator_http import describe, faults_from, personality_fr
 from borobridge.cli import _parser
 from borobridge.errors import ConfigError
 from borobridge.settings import SimulatorFaultSettings, SimulatorSettings, load_settings
+from tests.support.processes import read_url
 
 START = 1590570529.0
 SECOND = int(START)
@@ -614,15 +614,6 @@ def test_simulate_flags_map_to_simulator_settings(capsys: pytest.CaptureFixture[
     for flag in ("--token ", "--token-compare", "--token-order", "--period-order", "--clock-offset", "--fault"):
         assert flag in simulate_help
     assert "borobridge simulate --port 8000 --token reply_time" in simulate_help
-
-
-async def read_url(stream: asyncio.StreamReader) -> str:
-    """The endpoint URL the simulate command logs once its port is bound."""
-    async with asyncio.timeout(20):
-        while line := (await stream.readline()).decode():
-            if found := re.search(r"serving (http://127\.0\.0\.1:\d+/ctrl_api/v1/json)", line):
-                return found.group(1)
-    raise AssertionError("the simulate command never said where it serves")
 
 
 async def test_simulate_command_serves_the_configured_personality_flags_winning(tmp_path: Path) -> None:

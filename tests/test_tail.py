@@ -20,9 +20,9 @@ from borobridge.events import CloudEvent, from_kafka_record
 from borobridge.tail import SEVERITIES, TailFilter, render_json
 from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
+from tests.support.kafka_bridge import event_topics, kafka_bridge, poll_until_complete, topic_names
+from tests.support.kafka_bridge import write_kafka_config as write_config
 from tests.support.kafka_reading import binary_events, consume, kafka_settings
-from tests.test_kafka_commands import write_config
-from tests.test_kafka_delivery import event_topics, kafka_bridge, poll_until_complete, topic_names
 
 TAIL_S: Final = 60.0
 HEADERS: Final = [

@@ -18,10 +18,10 @@ import pytest
 from borobridge.boro.simulator_http import serve_simulator
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import TlsKafka
+from tests.support.kafka_bridge import event_topics, kafka_bridge
 from tests.support.kafka_reading import binary_events, consume, kafka_settings
+from tests.support.settings import write_config
 from tests.support.tls import CertificateAuthority
-from tests.test_kafka_delivery import event_topics, kafka_bridge
-from tests.test_tls_settings import write_config
 
 pytestmark = pytest.mark.kafka
 

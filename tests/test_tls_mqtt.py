@@ -16,8 +16,8 @@ from borobridge.sinks.mqtt import MqttPublisher
 from borobridge.sinks.mqtt_messages import MqttMessage
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.mosquitto import MosquittoBroker, mosquitto_sub, tls_broker
+from tests.support.mqtt_bridge import as_event, direct_bridge, message_count, transitions
 from tests.support.tls import CertificateAuthority, Issued
-from tests.test_mqtt_delivery import as_event, direct_bridge, message_count, transitions
 
 pytestmark = pytest.mark.mqtt
 

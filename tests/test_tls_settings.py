@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 from pathlib import Path
-from typing import Any, Final
 
 import pytest
 
 from borobridge.errors import ConfigError
 from borobridge.settings import load_settings
 from borobridge.tls import client_context
+from tests.support.settings import write_config
 from tests.support.tls import CertificateAuthority
-
-QUIET: Final = {"health": {"enabled": False}, "logging": {"level": "WARNING"}}
-
-
-def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
-    """A configuration file for the ``borobridge`` command: health off, warnings and worse logged."""
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(QUIET | config), encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize("section", ["kafka", "mqtt", "boro"])

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import pytest
 
 from borobridge import errors
 from borobridge.errors import BridgeError
+from tests.support.troubleshooting import CODE, DOC, ROOT, entries
 
-ROOT: Final = Path(__file__).parents[1]
-DOC: Final = ROOT / "docs" / "troubleshooting.md"
 SOURCES: Final = sorted(
     path for path in (ROOT / "borobridge").rglob("*.py") if not path.name.startswith("simulator")
 )  # the simulator's messages are Boro's, not the bridge's
 ENTRY_LABELS: Final = ("**You see**", "**It means**", "**Do**")
-CODE: Final = re.compile(r"`([^`]+)`")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One ``###`` entry: the message fragments its heading quotes, and its text."""
-
-    fragments: list[str]
-    text: str
 
 
 @dataclass(frozen=True)
@@ -37,15 +25,6 @@ class Message:
 
     where: str
     pieces: list[str]
-
-
-def entries() -> list[Entry]:
-    found: list[Entry] = []
-    for block in re.split(r"^(?=#{2,3} )", DOC.read_text(encoding="utf-8"), flags=re.MULTILINE):
-        if block.startswith("### "):
-            heading = block.splitlines()[0]
-            found.append(Entry(CODE.findall(heading), block))
-    return found
 
 
 def literal_pieces(node: ast.AST) -> list[str]:
