@@ -1,4 +1,4 @@
-"""The Helm chart renders valid, locked-down manifests for every values file in tests/helm_values/.
+"""The Helm chart renders valid, locked-down manifests for every values file in tests/unit/helm_values/.
 
 Rendering, linting and schema checks run in-process through helm-python-sdk (Helm's Go SDK in a bundled shared
 library, no helm binary, no cluster). Built-in kinds are validated offline with kubernetes-validate in strict
@@ -25,9 +25,9 @@ import yaml
 from borobridge.chart_schema import CONFIG_SCHEMA, config_values_schema
 from borobridge.settings import load_settings
 
-CHART_DIR = Path(__file__).parents[1] / "helm" / "borobridge"
+CHART_DIR = Path(__file__).parents[2] / "helm" / "borobridge"
 VALUES_DIR = Path(__file__).parent / "helm_values"
-GUIDE = Path(__file__).parents[1] / "docs" / "deploy.md"
+GUIDE = Path(__file__).parents[2] / "docs" / "deploy.md"
 VALUES_FILES = sorted(VALUES_DIR.glob("*.yaml"))
 RELEASE = "demo"
 NAMESPACE = "video"
@@ -48,7 +48,7 @@ def chart() -> Iterator[helm.Chart]:
 
 
 def values_of(name: str) -> dict[str, Any]:
-    """The values file tests/helm_values/<name>.yaml."""
+    """The values file tests/unit/helm_values/<name>.yaml."""
     loaded: dict[str, Any] = yaml.safe_load((VALUES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
     return loaded
 

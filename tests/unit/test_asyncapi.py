@@ -17,7 +17,7 @@ from borobridge.settings import KafkaTopicSettings, MqttTopicSettings
 from borobridge.transitions import AlarmTransition, Transition
 from tests.support.records import decoded, record_bytes
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 VALIDATOR = ROOT / "scripts" / "asyncapi" / "validate.mjs"
 PARSER = ROOT / "scripts" / "asyncapi" / "node_modules" / "@asyncapi" / "parser"
 COMMITTED = ROOT / "schemas" / "asyncapi.json"

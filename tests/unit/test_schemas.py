@@ -10,7 +10,7 @@ import pytest
 
 from borobridge.schemas import generate
 
-SCHEMAS = Path(__file__).parent.parent / "schemas"
+SCHEMAS = Path(__file__).parents[2] / "schemas"
 
 
 @pytest.mark.parametrize(("name", "content"), sorted(generate().items()))

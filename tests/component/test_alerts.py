@@ -14,7 +14,7 @@ import yaml
 from tests.support.promql_names import metric_names
 from tests.support.scraped_metrics import sample_names, scrape_running_bridge
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 RULES = ROOT / "docs" / "monitoring" / "prometheus-rules.yaml"
 CHART_RULES = ROOT / "helm" / "borobridge" / "files" / "prometheus-rules.yaml"
 RULE_TESTS = ROOT / "docs" / "monitoring" / "alerts.test.yaml"

@@ -9,7 +9,7 @@ from typing import Any
 from tests.support.promql_names import metric_names
 from tests.support.scraped_metrics import sample_names, scrape_running_bridge
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DASHBOARD = ROOT / "docs" / "monitoring" / "grafana-dashboard.json"
 CHART_DASHBOARD = ROOT / "helm" / "borobridge" / "files" / "grafana-dashboard.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

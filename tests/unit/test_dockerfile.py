@@ -18,7 +18,7 @@ import yaml
 
 from borobridge.settings import load_settings
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 CHART_DIR = ROOT / "helm" / "borobridge"
 

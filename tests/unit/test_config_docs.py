@@ -13,7 +13,7 @@ import yaml
 
 from borobridge.schemas import generate
 
-DOC: Final = Path(__file__).parents[1] / "docs" / "configuration.md"
+DOC: Final = Path(__file__).parents[2] / "docs" / "configuration.md"
 HEADING: Final = re.compile(r"^#{2,3} (?:`(?P<section>[a-z0-9_.]+)`|Top level)\s*$")
 ROW: Final = re.compile(r"^\| `(?P<key>[a-z0-9_.]+)` \|")
 COLUMNS: Final = ["key", "type", "default", "environment variable", "meaning"]

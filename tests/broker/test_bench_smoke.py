@@ -12,7 +12,7 @@ import pytest
 from tests.support.kafka import KafkaCluster
 from tests.support.mosquitto import MosquittoBroker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCH_TIMEOUT_S = 240
 
 
