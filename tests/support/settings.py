@@ -8,8 +8,12 @@ from typing import Any, Final
 
 from borobridge.settings import Settings, load_settings
 
+SIMULATED_BORO: Final = "http://boro.test/ctrl_api/v1/json"  # any URL does for httpx.MockTransport
 
-def bridge_settings(url: str, tmp_path: Path, **overrides: str) -> Settings:
+
+def bridge_environ(url: str = SIMULATED_BORO, directory: Path | None = None, **overrides: str) -> dict[str, str]:
+    """The ``BOROBRIDGE_*`` variables of a bridge quick to test: user 4, a poll every 0.1 s, short backoffs, every
+    record from the start, health off; JSON lines and state in ``directory`` when given. ``overrides`` win."""
     environ = {
         "BOROBRIDGE_BORO__URL": url,
         "BOROBRIDGE_BORO__USER_ID": "4",
@@ -17,11 +21,17 @@ def bridge_settings(url: str, tmp_path: Path, **overrides: str) -> Settings:
         "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
         "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
         "BOROBRIDGE_FIRST_START__MODE": "all",
-        "BOROBRIDGE_OUTPUT__PATH": str(tmp_path / "events.jsonl"),
-        "BOROBRIDGE_STATE__PATH": str(tmp_path / "state.json"),
         "BOROBRIDGE_HEALTH__ENABLED": "false",
     }
-    return load_settings(None, environ | overrides)
+    if directory is not None:
+        environ["BOROBRIDGE_OUTPUT__PATH"] = str(directory / "events.jsonl")
+        environ["BOROBRIDGE_STATE__PATH"] = str(directory / "state.json")
+    return environ | overrides
+
+
+def bridge_settings(url: str = SIMULATED_BORO, directory: Path | None = None, **overrides: str) -> Settings:
+    """The settings of :func:`bridge_environ`, loaded and checked the way ``borobridge run`` does."""
+    return load_settings(None, bridge_environ(url, directory, **overrides))
 
 
 QUIET: Final = {"health": {"enabled": False}, "logging": {"level": "WARNING"}}
