@@ -32,6 +32,7 @@ from tests.support.kafka import KafkaCluster
 from tests.support.kafka_bridge import bridge_config, event_topics, kafka_bridge, poll_until_complete, topic_names
 from tests.support.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
 from tests.support.pipelines import advancing
+from tests.support.settings import boro_environ
 
 pytestmark = pytest.mark.kafka
 
@@ -148,9 +149,7 @@ async def test_poison_record_goes_to_the_dead_letter_topic(kafka: KafkaCluster) 
     sim = simulator_with_history(5, seed=34, projects=1, rate_per_second=10)
     good = as_poisoned(sim)
     async with httpx.AsyncClient(transport=httpx.MockTransport(good)) as http, KafkaSink(settings, prefix) as sink:
-        boro = load_settings(
-            None, {"BOROBRIDGE_BORO__URL": "http://boro.test/ctrl_api/v1/json", "BOROBRIDGE_BORO__USER_ID": "4"}
-        )
+        boro = load_settings(None, boro_environ())
         pipeline = Pipeline(BoroClient(http, boro.boro), sink, boro, server_name="boro-test")
         await pipeline.restore()
         await pipeline.poll_once()

@@ -16,11 +16,11 @@ from borobridge.boro.simulator_http import serve_simulator
 from borobridge.health import Health, ReportingCommitter
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
-from borobridge.settings import load_settings
 from borobridge.sinks.kafka import KafkaSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_reading import binary_events, checkpoint_values, consume, kafka_settings
+from tests.support.settings import bridge_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -47,17 +47,7 @@ async def test_a_refused_events_topic_keeps_the_bridge_running_and_that_cursor_s
     health, metrics = Health(poll_interval=0.1, sink_bound=0.0), Metrics()
     topics = [f"{prefix}.alarms.{project.id}" for project in sim.projects()]
     async with serve_simulator(sim) as url, httpx.AsyncClient() as http, KafkaSink(settings, prefix) as sink:
-        bridge = load_settings(
-            None,
-            {
-                "BOROBRIDGE_NAME": prefix,
-                "BOROBRIDGE_BORO__URL": url,
-                "BOROBRIDGE_BORO__USER_ID": "4",
-                "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-                "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
-                "BOROBRIDGE_FIRST_START__MODE": "all",
-            },
-        )
+        bridge = bridge_settings(url, BOROBRIDGE_NAME=prefix)
         committer = ReportingCommitter(sink, health, "kafka", metrics=metrics)
         pipeline = Pipeline(BoroClient(http, bridge.boro), committer, bridge, server_name="boro-test", health=health)
         await pipeline.restore()

@@ -26,6 +26,7 @@ from borobridge.settings import WebhookSettings, load_settings
 from borobridge.sinks.stream import JsonLinesSink
 from borobridge.webhooks import WebhookApp, serve_webhooks
 from tests.support.expectations import expected_ids, read_events
+from tests.support.settings import boro_environ
 
 PROJECTS = (23, 24)
 TASK = 241555  # the first task of project 23
@@ -119,13 +120,12 @@ async def running_bridge(
     boro = boro or CountingBoro(sim)
     settings = load_settings(
         None,
-        {
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__PROJECTS": f"[{', '.join(map(str, PROJECTS))}]",
-            "BOROBRIDGE_BORO__POLL_INTERVAL": str(poll_interval),
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": str(max_backoff),
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-        },
+        boro_environ(
+            BOROBRIDGE_BORO__PROJECTS=f"[{', '.join(map(str, PROJECTS))}]",
+            BOROBRIDGE_BORO__POLL_INTERVAL=str(poll_interval),
+            BOROBRIDGE_BORO__RETRY__MAX_BACKOFF=str(max_backoff),
+            BOROBRIDGE_FIRST_START__MODE="all",
+        ),
     )
     metrics = Metrics()
     doorbell = Doorbell(min_gap=min_gap, metrics=metrics)

@@ -16,10 +16,11 @@ from aiokafka import AIOKafkaConsumer
 from borobridge.boro.client import BoroClient
 from borobridge.boro.simulator import Simulator
 from borobridge.pipeline import Pipeline
-from borobridge.settings import KafkaSettings, load_settings
+from borobridge.settings import KafkaSettings
 from borobridge.sinks.kafka import KafkaSink
 from tests.support.expectations import expected_ids
 from tests.support.kafka_reading import binary_events, consume, partitions_of
+from tests.support.settings import bridge_settings
 
 FIRST_EVENTS_S = 60.0
 FENCED_EXIT_S = 60.0
@@ -92,17 +93,7 @@ def kafka_section(settings: KafkaSettings, *, outage: bool) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def kafka_bridge_and_sink(url: str, kafka: KafkaSettings, name: str) -> AsyncIterator[tuple[Pipeline, KafkaSink]]:
     """A restored pipeline delivering into Kafka, with no local state at all, and its committer."""
-    settings = load_settings(
-        None,
-        {
-            "BOROBRIDGE_NAME": name,
-            "BOROBRIDGE_BORO__URL": url,
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.1",
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-        },
-    )
+    settings = bridge_settings(url, BOROBRIDGE_NAME=name)
     async with httpx.AsyncClient() as http, KafkaSink(kafka, name) as sink:
         pipeline = Pipeline(BoroClient(http, settings.boro), sink, settings, server_name="boro-test")
         await pipeline.restore()

@@ -14,26 +14,15 @@ from cloudevents.core.formats.json import JSONFormat
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.pipeline import Pipeline
-from borobridge.settings import MqttSettings, Settings, load_settings
+from borobridge.settings import MqttSettings, Settings
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.sinks.stream import JsonLinesSink
 from tests.support.mosquitto import ReceivedMessage
+from tests.support.settings import bridge_settings
 
 
 def direct_settings(url: str, tmp_path: Path) -> Settings:
-    return load_settings(
-        None,
-        {
-            "BOROBRIDGE_NAME": "mqtt-test",
-            "BOROBRIDGE_BORO__URL": url,
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.2",
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-            "BOROBRIDGE_OUTPUT__PATH": str(tmp_path / "events.jsonl"),
-            "BOROBRIDGE_STATE__PATH": str(tmp_path / "state.json"),
-        },
-    )
+    return bridge_settings(url, tmp_path, BOROBRIDGE_NAME="mqtt-test", BOROBRIDGE_BORO__RETRY__MAX_BACKOFF="0.2")
 
 
 @contextlib.asynccontextmanager

@@ -30,6 +30,7 @@ from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids
+from tests.support.settings import bridge_environ
 
 START: Final = 1_790_000_000.0
 STEPS: Final = 25  # seconds of the world moving, one poll cycle each
@@ -111,18 +112,15 @@ class DurableCommitter:
 def bridge_settings(page_size: int) -> Settings:
     return load_settings(
         None,
-        {
-            "BOROBRIDGE_BORO__URL": "http://boro.test/ctrl_api/v1/json",
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_BORO__PAGE_SIZE": str(page_size),
-            "BOROBRIDGE_BORO__POLL_INTERVAL": "1",
-            "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.001",
-            "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.001",
-            "BOROBRIDGE_BORO__RETRY__MAX_DRAIN_REQUESTS": "400",
-            "BOROBRIDGE_FIRST_START__MODE": "all",
-            "BOROBRIDGE_RECONCILE__INTERVAL": "5",
-            "BOROBRIDGE_RECONCILE__WINDOW": "900",
-        },
+        bridge_environ(
+            BOROBRIDGE_BORO__PAGE_SIZE=str(page_size),
+            BOROBRIDGE_BORO__POLL_INTERVAL="1",
+            BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF="0.001",
+            BOROBRIDGE_BORO__RETRY__MAX_BACKOFF="0.001",
+            BOROBRIDGE_BORO__RETRY__MAX_DRAIN_REQUESTS="400",
+            BOROBRIDGE_RECONCILE__INTERVAL="5",
+            BOROBRIDGE_RECONCILE__WINDOW="900",
+        ),
     )
 
 

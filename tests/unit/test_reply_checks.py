@@ -23,7 +23,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.sinks.stream import JsonLinesSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
-from tests.support.settings import bridge_settings
+from tests.support.settings import SIMULATED_BORO, bridge_settings
 
 PROJECT = 23
 OTHER_PROJECT = 24
@@ -101,7 +101,7 @@ def foreign_item_ids(reply: Reply, _: dict[int, dict[str, Any]]) -> set[int]:
 
 
 def pipeline_for(tmp_path: Path, handler: Mangler, metrics: Metrics, **overrides: str) -> tuple[Pipeline, Any]:
-    settings = bridge_settings("http://boro.test/ctrl_api/v1/json", tmp_path, **overrides)
+    settings = bridge_settings(SIMULATED_BORO, tmp_path, **overrides)
     assert settings.output.path is not None
     sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), Path(settings.output.path))
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
