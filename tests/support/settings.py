@@ -9,8 +9,6 @@ from typing import Any, Final
 from borobridge.settings import Settings, load_settings
 
 SIMULATED_BORO: Final = "http://boro.test/ctrl_api/v1/json"  # any URL does for httpx.MockTransport
-
-
 QUICK: Final = {
     "BOROBRIDGE_BORO__POLL_INTERVAL": "0.1",
     "BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF": "0.01",
