@@ -45,6 +45,7 @@ from borobridge.kafka.records import KafkaRecord
 from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
+from tests.support.settings import boro_environ
 
 PROJECTS: Final = 10
 FIRST_PROJECT: Final = 23
@@ -57,18 +58,17 @@ TOPIC_WAIT_POLLS: Final = 240
 
 def bridge_environ(prefix: str, bootstrap: str, url: str) -> dict[str, str]:
     """Bridge settings with topics of their own, polling ``url`` (first start: now)."""
-    return {
-        "BOROBRIDGE_NAME": prefix,
-        "BOROBRIDGE_BORO__URL": url,
-        "BOROBRIDGE_BORO__USER_ID": "4",
-        "BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-        "BOROBRIDGE_KAFKA__TOPICS__EVENTS": f"{prefix}.alarms.{{project_id}}",
-        "BOROBRIDGE_KAFKA__TOPICS__ACTIVE": f"{prefix}.active",
-        "BOROBRIDGE_KAFKA__TOPICS__CHECKPOINTS": f"{prefix}.checkpoints",
-        "BOROBRIDGE_KAFKA__TOPICS__SCHEMAS": f"{prefix}.schemas",
-        "BOROBRIDGE_KAFKA__TOPICS__DEAD_LETTERS": f"{prefix}.dlq",
-        "BOROBRIDGE_KAFKA__TOPICS__PARTITIONS": "3",
-    }
+    return boro_environ(
+        url,
+        BOROBRIDGE_NAME=prefix,
+        BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        BOROBRIDGE_KAFKA__TOPICS__EVENTS=f"{prefix}.alarms.{{project_id}}",
+        BOROBRIDGE_KAFKA__TOPICS__ACTIVE=f"{prefix}.active",
+        BOROBRIDGE_KAFKA__TOPICS__CHECKPOINTS=f"{prefix}.checkpoints",
+        BOROBRIDGE_KAFKA__TOPICS__SCHEMAS=f"{prefix}.schemas",
+        BOROBRIDGE_KAFKA__TOPICS__DEAD_LETTERS=f"{prefix}.dlq",
+        BOROBRIDGE_KAFKA__TOPICS__PARTITIONS="3",
+    )
 
 
 @dataclass

@@ -48,6 +48,7 @@ from borobridge.kafka.sink import KafkaSink
 from borobridge.settings import Settings, load_settings
 from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition, Transition
+from tests.support.settings import boro_environ
 
 SERVER: Final = "boro.bench"
 BATCH_BYTES: Final = 64 * 1_048_576
@@ -60,14 +61,8 @@ TARGET_SPEEDUP: Final = 5.0
 
 def bench_settings() -> Settings:
     """Bridge settings for the in-memory pipelines (the Kafka address is never contacted)."""
-    return load_settings(
-        None,
-        {
-            "BOROBRIDGE_BORO__URL": f"http://{SERVER}/ctrl_api/v1/json",
-            "BOROBRIDGE_BORO__USER_ID": "4",
-            "BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS": NOWHERE,
-        },
-    )
+    environ = boro_environ(f"http://{SERVER}/ctrl_api/v1/json", BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS=NOWHERE)
+    return load_settings(None, environ)
 
 
 class OfflineProducer:

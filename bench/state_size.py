@@ -38,6 +38,7 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.jsonlines import JsonLinesSink
+from tests.support.settings import boro_environ
 
 PROJECTS: Final = 1000
 MINUTES: Final = 10.0
@@ -141,14 +142,7 @@ async def compressed_run(projects: int, minutes: float, changes_per_second: floa
         state_path = Path(scratch) / "state.json"
         measures = Measures(clock, state_path)
         async with serve_simulator(sim) as url, httpx.AsyncClient() as http:
-            settings = load_settings(
-                None,
-                {
-                    "BOROBRIDGE_BORO__URL": url,
-                    "BOROBRIDGE_BORO__USER_ID": "4",
-                    "BOROBRIDGE_BORO__POLL_INTERVAL": str(POLL_INTERVAL),
-                },
-            )
+            settings = load_settings(None, boro_environ(url, BOROBRIDGE_BORO__POLL_INTERVAL=str(POLL_INTERVAL)))
             committer = MeasuringCommitter(JsonLinesSink(FileCheckpointStore(state_path)), measures)
             pipeline = Pipeline(BoroClient(http, settings.boro), committer, settings, server_name="bench", clock=clock)
             await pipeline.restore()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.support.kafka", "tests.support.mosquitto"]
+pytest_plugins = ["tests.support.kafka", "tests.support.mosquitto", "tests.support.ports"]
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from borobridge.simulator import Simulator
-from tests.expectations import assert_exactly_once_in_order
+from tests.support.expectations import assert_exactly_once_in_order
 
 STOP_S = 30.0
 PAGE_SIZE = 20

@@ -1,0 +1,1 @@
+"""Broker tests: the real Apache Kafka and Mosquitto (marked kafka or mqtt), and scenarios around them."""

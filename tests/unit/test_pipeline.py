@@ -1,0 +1,183 @@
+"""The poll cycle on its own: the Pipeline with an in-memory committer and the simulator over httpx.MockTransport.
+
+Rounds are read, fed and delivered; a failed delivery rolls its streams back, one stream's failed read leaves the
+others alone, and a round read while the one before it was being delivered is given up when that one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from borobridge.boro.client import BoroClient
+from borobridge.checkpoint import Checkpoint
+from borobridge.delivery import Batch
+from borobridge.errors import SinkError
+from borobridge.pipeline import Pipeline
+from borobridge.settings import Settings
+from borobridge.simulator import Simulator, as_mock_transport_handler
+from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
+from tests.support.settings import bridge_settings
+
+CYCLES: Final = 50  # at most this many poll cycles for a scenario to be read whole
+GATE_S: Final = 5.0  # at most this long for a delivery to wait for the next round's read
+
+
+class MemoryCommitter:
+    """Keeps what it delivers; fails the deliveries it is told to, and can hold one until an event is set."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.deliveries = 0
+        self.failed: list[Batch] = []
+        self.fail_at: set[int] = set()
+        self.hold_until: asyncio.Event | None = None
+
+    async def restore(self) -> dict[str, Checkpoint]:
+        return dict(self.checkpoints)
+
+    async def deliver(self, batch: Batch) -> None:
+        self.deliveries += 1
+        if self.hold_until is not None:
+            async with asyncio.timeout(GATE_S):
+                await self.hold_until.wait()
+            self.hold_until = None
+        if self.deliveries in self.fail_at:
+            self.failed.append(batch)
+            raise SinkError(f"delivery {self.deliveries} refused by the test")
+        self.events += [msgspec.json.decode(event.structured()) for event in batch.events]
+        self.checkpoints |= {checkpoint.stream: checkpoint for checkpoint in batch.checkpoints}
+
+
+class Boro:
+    """The simulator's answers; TaskAlarms calls for ``failing_project`` answered with an error item."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self._answer = as_mock_transport_handler(sim)
+        self.failing_project: int | None = None
+        self.task_alarms_requests = 0
+        self.on_task_alarms: Callable[[int], None] = lambda _: None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = self._answer(request)
+        calls = {call["id"]: call for call in json.loads(request.content)["methods"]}
+        if not any(call["method"] == "TaskAlarms" for call in calls.values()):
+            return response
+        self.task_alarms_requests += 1
+        self.on_task_alarms(self.task_alarms_requests)
+        if self.failing_project is None or response.status_code != 200:
+            return response
+        body = json.loads(response.content)
+        for item in body["reply"]:
+            if calls[item["id"]]["params"]["project_id"] == self.failing_project:
+                item.pop("result", None)
+                item["error"] = "Access denied"
+        return httpx.Response(200, json=body)
+
+
+@asynccontextmanager
+async def pipeline_on(boro: Boro, committer: MemoryCommitter, settings: Settings) -> AsyncIterator[Pipeline]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(boro)) as http:
+        pipeline = Pipeline(
+            BoroClient(http, settings.boro, sleep=no_sleep), committer, settings, server_name="boro-test"
+        )
+        await pipeline.restore()
+        yield pipeline
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def ids_of(events: list[dict[str, Any]]) -> set[str]:
+    return {event["id"] for event in events}
+
+
+def batch_ids(batch: Batch) -> set[str]:
+    return {event.attributes["id"] for event in batch.events}
+
+
+def project_ids(sim: Simulator, project: int) -> set[str]:
+    """The expected transition ids of one project's records."""
+    records = {str(stored.alarm["id"]) for stored in sim.records() if stored.alarm["project_id"] == project}
+    return {event_id for event_id in expected_ids(sim) if event_id.split("-")[0] in records}
+
+
+async def poll_until_complete(pipeline: Pipeline, committer: MemoryCommitter, expected: set[str]) -> None:
+    for _ in range(CYCLES):
+        if ids_of(committer.events) >= expected:
+            return
+        await pipeline.poll_once()
+
+
+async def test_one_round_is_delivered_and_committed() -> None:
+    sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
+    committer = MemoryCommitter()
+    async with pipeline_on(Boro(sim), committer, bridge_settings()) as pipeline:
+        await pipeline.poll_once()
+        streams = {stream.id for stream in pipeline.streams}
+    assert expected_ids(sim), "the scenario has transitions to deliver"
+    assert committer.deliveries == 1, "a small world is read in one round"
+    assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
+    assert set(committer.checkpoints) == streams, "every stream's cursor is committed with its events"
+    async with pipeline_on(Boro(sim), committer, bridge_settings()) as restarted:
+        await restarted.poll_once()
+    assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
+
+
+async def test_a_failed_delivery_rolls_back_and_the_next_round_yields_the_same_events() -> None:
+    sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
+    committer = MemoryCommitter()
+    committer.fail_at = {1}
+    async with pipeline_on(Boro(sim), committer, bridge_settings()) as pipeline:
+        await pipeline.poll_once()
+        assert committer.events == [], "nothing of a refused batch counts as delivered"
+        assert committer.checkpoints == {}
+        await pipeline.poll_once()
+    [refused] = committer.failed
+    assert batch_ids(refused) == expected_ids(sim)
+    assert ids_of(committer.events) == batch_ids(refused), "the next round brings the refused events again"
+    assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
+
+
+async def test_a_stream_whose_read_fails_does_not_stop_the_others_in_the_round() -> None:
+    sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
+    failing, working = (project.id for project in sim.projects())
+    boro = Boro(sim)
+    boro.failing_project = failing
+    committer = MemoryCommitter()
+    async with pipeline_on(boro, committer, bridge_settings()) as pipeline:
+        await pipeline.poll_once()
+        assert project_ids(sim, working), "the working project has transitions"
+        assert project_ids(sim, failing), "the failing project has transitions"
+        assert ids_of(committer.events) == project_ids(sim, working)
+        assert [stream.split("/")[-1] for stream in committer.checkpoints] == [str(working)]
+        boro.failing_project = None
+        await poll_until_complete(pipeline, committer, expected_ids(sim))
+    assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
+
+
+async def test_a_round_read_during_a_failing_delivery_is_given_up_with_it() -> None:
+    sim = simulator_with_history(30, seed=5, projects=1, rate_per_second=6)
+    boro = Boro(sim)
+    committer = MemoryCommitter()
+    second_round_read = asyncio.Event()
+    boro.on_task_alarms = lambda requests: second_round_read.set() if requests == 2 else None
+    committer.hold_until = second_round_read
+    committer.fail_at = {1}
+    settings = bridge_settings(BOROBRIDGE_BORO__PAGE_SIZE="10")
+    async with pipeline_on(boro, committer, settings) as pipeline:
+        await pipeline.poll_once()
+        assert committer.deliveries == 1, "the round read behind the failed one is not delivered"
+        assert boro.task_alarms_requests == 2, "the second round was read while the first was delivered"
+        assert committer.events == []
+        await poll_until_complete(pipeline, committer, expected_ids(sim))
+    assert len(expected_ids(sim)) > 20, "the world needs more than two pages of ten"
+    assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))

@@ -1,0 +1,183 @@
+"""The reading strategy on its own: what to ask next, and where a stream stands after each answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from borobridge import reading
+from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
+from borobridge.errors import BoroReplyError
+from borobridge.reading import Position, Window
+from tests.support.records import decoded
+
+BASE = AlarmQuery(project_id=23, limit=3)
+NOW = 1_790_000_000
+
+
+def event(record_id: int, at: int) -> DecodedRecord:
+    return decoded(record_id, type="event", active=None, trigger_time=at)
+
+
+def page(records: list[DecodedRecord], token: float, **reply: Any) -> AlarmPage:
+    return AlarmPage(
+        query=BASE,
+        records=records,
+        rejected=[],
+        update_token=token,
+        current_page=reply.get("current_page", 1),
+        total_pages=reply.get("total_pages", 1),
+        limit_value=reply.get("limit_value", 3),
+    )
+
+
+def after(position: Position, *pages: AlarmPage, fresh: bool = True) -> Position:
+    return reading.after_reply(position, reading.answer_of(list(pages)), fresh=fresh)
+
+
+def test_a_page_is_full_by_the_replys_own_limit_and_page_count() -> None:
+    two = [event(1, NOW), event(2, NOW)]
+    assert page(two, 5, limit_value=2).full, "the server's limit, not the one asked for"
+    assert page(two, 5, total_pages=2).full
+    assert not page(two, 5).full
+    assert not page([], 5, limit_value=0).full
+
+
+def test_a_token_is_sent_one_lower_so_its_own_second_is_read_again() -> None:
+    assert reading.next_query(Position(token=NOW), BASE).update_token == NOW - 1
+    assert reading.next_query(Position(token=0), BASE).update_token == 0
+
+
+def test_a_token_is_trusted_only_from_a_page_that_is_not_full() -> None:
+    start = Position(token=40, floor=NOW, clock=NOW)
+    followed = after(start, page([event(1, NOW + 1)], 41))
+    assert (followed.token, followed.floor, followed.windows) == (41, NOW + 1, ())
+    full = page([event(i, NOW + i) for i in range(3)], 99)
+    behind = after(start, full)
+    assert behind.token == 40, "a full page's token may skip what did not fit"
+    assert behind.windows == (Window(NOW - 1),), "the gap is read by period from just before the floor"
+    assert not reading.usable(start, reading.answer_of([full]))
+
+
+def test_an_open_window_that_is_not_full_gives_the_token_to_continue_from() -> None:
+    reading_gap = Position(token=40, floor=NOW, windows=(Window(NOW - 1),))
+    query = reading.next_query(reading_gap, BASE)
+    assert (query.period_from, query.period_to, query.update_token) == (NOW - 1, None, None)
+    done = after(reading_gap, page([event(1, NOW + 5)], 77))
+    assert (done.token, done.windows, done.floor) == (77, (), NOW + 5)
+
+
+def test_a_bounded_window_moves_the_floor_but_never_the_token() -> None:
+    position = Position(token=40, floor=NOW, windows=(Window(NOW, NOW + 10), Window(NOW + 10)))
+    done = after(position, page([event(1, NOW + 3)], 99))
+    assert (done.token, done.windows, done.floor) == (40, (Window(NOW + 10),), NOW + 9)
+
+
+def test_full_windows_split_oldest_first_sharing_their_boundary_second() -> None:
+    full = page([event(i, NOW + 20) for i in range(3)], 99)
+    opened = after(Position(token=1, floor=NOW, windows=(Window(NOW),)), full)
+    assert opened.windows == (Window(NOW, NOW + 20), Window(NOW + 20)), "split at the latest Boro time seen"
+    halved = after(Position(token=1, windows=(Window(NOW, NOW + 20), Window(NOW + 20))), full)
+    assert halved.windows == (Window(NOW, NOW + 10), Window(NOW + 10, NOW + 20), Window(NOW + 20))
+
+
+def test_a_crowded_second_is_paged_and_read_again_while_records_move() -> None:
+    crowded = Position(token=1, windows=(Window(NOW, NOW + 1),))
+    assert reading.paged(crowded)
+    full = page([event(i, NOW) for i in range(3)], 9, total_pages=2)
+    second = after(crowded, full)
+    assert (second.page, second.windows[0]) == (2, Window(NOW, NOW + 1))
+    again = after(second, page([event(9, NOW)], 9, current_page=2, total_pages=2), fresh=True)
+    assert (again.page, again.passes) == (1, 1), "the pass found something new: records may have shifted"
+    stable = after(after(again, full, fresh=False), page([event(9, NOW)], 9, current_page=2), fresh=False)
+    assert stable.windows == (), "a pass that finds nothing new ends the window"
+    assert reading.resumable(second).page == 1, "a crash restarts the paged read: its pages are fed only whole"
+
+
+def test_a_crowded_present_second_is_paged_open_and_never_split_into_the_future() -> None:
+    """A full open window whose records all sit in its first second, with Boro's clock not past it: a bounded
+    window [s, s + 1] would be read before the second is over and the open window after it would start at s + 1,
+    so a change made later in second s would be in neither. The open window is paged instead."""
+    present = Position(token=40, floor=NOW, clock=NOW, windows=(Window(NOW),))
+    full = page([event(i, NOW) for i in range(3)], 50, total_pages=2)
+    paging = after(present, full, fresh=False)
+    assert (paging.windows, paging.page) == ((Window(NOW),), 2), "no window reaching past Boro's clock"
+    assert reading.paged(paging)
+    again = after(paging, page([event(7, NOW)], 60, current_page=2, total_pages=2), fresh=True)
+    assert (again.windows, again.page, again.passes) == ((Window(NOW),), 1, 1)
+    assert reading.paged(again), "every pass of a paged open window is paged"
+    second = after(again, page([event(i, NOW) for i in range(3)], 70, total_pages=2), fresh=False)
+    done = after(second, page([event(7, NOW)], 80, current_page=2, total_pages=2), fresh=False)
+    assert done.windows == ()
+    assert done.token == 70, "the token of the last pass's first page: what changed during the pass is read again"
+
+
+def test_paging_passes_are_bounded() -> None:
+    position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=reading.MAX_PASSES - 1)
+    assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()
+
+
+def test_the_snapshot_takes_its_first_pages_token_and_the_latest_time_it_saw_as_floor() -> None:
+    start = reading.first_position()
+    assert reading.next_query(start, BASE).active_states_only
+    first = after(start, page([decoded(1, trigger_time=NOW - 500)] * 3, 7, total_pages=2))
+    assert (first.token, first.page, first.snapshot) == (7, 2, True)
+    rest = page([decoded(2, trigger_time=NOW)], 8, current_page=2, total_pages=2)
+    again = after(first, rest, fresh=False)
+    assert (again.snapshot, again.page, again.passes) == (True, 1, 1), "the first pass found states: read again"
+    last = after(after(again, page([decoded(1, trigger_time=NOW - 500)] * 3, 7, total_pages=2), fresh=False), rest)
+    assert (last.snapshot, last.token, last.floor) == (True, 7, None), "states moved in the second pass"
+    settled = after(after(last, page([decoded(1, trigger_time=NOW - 500)] * 3, 8), fresh=False), rest, fresh=False)
+    assert (settled.snapshot, settled.token, settled.floor) == (False, 7, NOW)
+
+
+def test_first_starts_since_and_all_read_history_beside_the_live_lane() -> None:
+    assert reading.backfill_position("since", NOW) == Position(windows=(Window(NOW),))
+    assert reading.backfill_position("all", None) == Position(windows=(Window(1),))
+    assert reading.backfill_position("now", None) is None
+    assert reading.first_position().snapshot, "every mode starts its live lane at once"
+
+
+@pytest.mark.parametrize(
+    ("token", "fragment"),
+    [
+        (1_590_570_529_000, "not a plausible token"),
+        (-1, "not a plausible token"),
+        (NOW + 3 * 365 * 86_400, "ahead of the latest Boro time seen"),
+    ],
+)
+def test_implausible_tokens_are_refused_naming_the_value(token: int, fragment: str) -> None:
+    with pytest.raises(BoroReplyError, match=fragment) as refused:
+        reading.check_reply(Position(token=1, clock=NOW), page([event(1, NOW)], token))
+    assert str(token) in str(refused.value)
+
+
+def test_counters_and_clock_tokens_are_plausible() -> None:
+    reading.check_reply(Position(token=1, clock=NOW), page([], 2))
+    reading.check_reply(Position(token=NOW, clock=NOW), page([], NOW + 3600))
+
+
+def test_a_listings_direction_is_read_from_exact_change_times() -> None:
+    newest_first = [event(3, NOW + 2), decoded(9, active=False, trigger_time=NOW - 50), event(1, NOW)]
+    assert [r.record.id for r in reading.in_change_order(newest_first)] == [1, 9, 3]
+    cleared_only = [decoded(9, active=False, trigger_time=NOW), decoded(8, active=False, trigger_time=NOW)]
+    assert [r.record.id for r in reading.in_change_order(cleared_only)] == [9, 8], "nothing exact: the hint"
+    assert [r.record.id for r in reading.in_change_order(cleared_only, -3)] == [8, 9], "what earlier replies showed"
+    mixed = [event(5, NOW + 3), event(4, NOW + 2), event(1, NOW), event(2, NOW + 1)]  # a newest-first page, repeats
+    assert [r.record.id for r in reading.in_change_order(mixed)] == [1, 2, 4, 5]
+
+
+def test_within_one_second_the_ids_of_new_records_tell_the_direction() -> None:
+    """A newest-first reply whose exact changes all share one second, with a clear at its top: the ids the records
+    got when they were created tell the direction where their times cannot, so the clear comes last."""
+    newest_first = [decoded(2, active=False, trigger_time=NOW - 20), event(14, NOW), event(13, NOW), event(11, NOW)]
+    assert [r.record.id for r in reading.in_change_order(newest_first)] == [11, 13, 14, 2]
+    assert reading.direction(newest_first) < 0
+
+
+def test_the_sweep_ends_before_the_floor() -> None:
+    sweep = reading.sweep_position(Position(token=5, floor=NOW, clock=NOW + 3), 900)
+    assert sweep is not None
+    assert sweep.windows == (Window(NOW - 900, NOW - 1),)
+    assert reading.sweep_position(Position(token=5), 900) is None, "no Boro time known yet"
