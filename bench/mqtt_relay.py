@@ -35,10 +35,10 @@ from borobridge.delivery import Batch
 from borobridge.events import CloudEvent
 from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
+from borobridge.mqtt_relay import MAX_RECORDS, MqttRelay
 from borobridge.settings import KafkaSettings, MqttSettings, load_settings
 from borobridge.sinks.mqtt import MqttPublisher, _properties
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
-from borobridge.sinks.mqtt_relay import MAX_RECORDS, MqttRelay
 from tests.support.mosquitto import MosquittoBroker, ensure_installed
 
 TARGET_SHARE: Final = 0.70

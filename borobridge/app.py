@@ -31,13 +31,13 @@ from borobridge.health import Health, ReportingCommitter
 from borobridge.health_http import serve_health
 from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
+from borobridge.mqtt_relay import MqttRelay
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
 from borobridge.settings import Settings
 from borobridge.simulator import Simulator, describe, faults_from, personality_from, serve_simulator
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
-from borobridge.sinks.mqtt_relay import MqttRelay
 from borobridge.starting import Starting
 from borobridge.webhooks import WebhookApp, serve_webhooks
 

@@ -22,8 +22,8 @@ from borobridge.kafka.admin import Admin
 from borobridge.kafka.connection import connection_hint, tls_problem
 from borobridge.kafka.consumer import Consumer, committed_reader
 from borobridge.kafka.records import ConsumedRecord, Partition
+from borobridge.mqtt_relay import events_pattern
 from borobridge.settings import KafkaSettings, Level
-from borobridge.sinks.mqtt_relay import events_pattern
 
 log = logging.getLogger(__name__)
 

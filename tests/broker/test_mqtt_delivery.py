@@ -26,11 +26,11 @@ from borobridge.backoff import Backoff
 from borobridge.events import CloudEvent
 from borobridge.health import Health
 from borobridge.metrics import Metrics
+from borobridge.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
 from borobridge.settings import KafkaSettings, MqttSettings, load_settings
 from borobridge.simulator import Simulator, serve_simulator
 from borobridge.sinks.mqtt import MqttPublisher
 from borobridge.sinks.mqtt_messages import topic_level
-from borobridge.sinks.mqtt_relay import MqttRelay, Skipped, decode_record, relay_group
 from borobridge.transitions import Transition
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, read_events, simulator_with_history
 from tests.support.kafka import KafkaCluster
@@ -414,14 +414,14 @@ async def test_relay_failures_restart_the_relay_alone_with_backoff(
     metrics, health = Metrics(), Health(sink_bound=0)
     health.mark_restored()
     health.boro_succeeded()
-    with caplog.at_level(logging.DEBUG, logger="borobridge.sinks.mqtt_relay"):
+    with caplog.at_level(logging.DEBUG, logger="borobridge.mqtt_relay"):
         async with relaying(kafka_config, mqtt_settings(mosquitto), prefix, metrics, health):
             await wait_for(lambda: counted(metrics, "borobridge_errors_total", kind="kafka") >= 3, seconds=30)
             ready, reason = health.readiness()
     assert not ready
     assert "sink mqtt failing for" in reason
     assert "cannot read the events topics from Kafka" in reason
-    relay_lines = [r for r in caplog.records if r.name == "borobridge.sinks.mqtt_relay"]
+    relay_lines = [r for r in caplog.records if r.name == "borobridge.mqtt_relay"]
     assert [r.levelno for r in relay_lines].count(logging.WARNING) == 1, "one WARNING per run of failures"
     assert all("restarting the relay in" in r.getMessage() for r in relay_lines)
 
@@ -452,7 +452,7 @@ async def test_refused_publish_is_retried_counted_and_reported_until_the_broker_
     events = [bridge_event(f"{number}-event") for number in range(3)]
     await produce(kafka.bootstrap, f"{prefix}.alarms.23", [(e.kafka_binary_headers(), e.data) for e in events])
     mosquitto_acl.set_acl("user borobridge\ntopic read #\ntopic write borobridge/#\n")
-    caplog.set_level(logging.INFO, logger="borobridge.sinks.mqtt_relay")
+    caplog.set_level(logging.INFO, logger="borobridge.mqtt_relay")
     metrics, health = Metrics(), Health(sink_bound=0)
     health.mark_restored()
     health.boro_succeeded()
