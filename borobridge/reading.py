@@ -202,6 +202,14 @@ def paged(position: Position) -> bool:
     return position.snapshot or (bool(position.windows) and _paged(position))
 
 
+def pages_from(position: Position, page: Answer) -> bool:
+    """Whether ``page`` belongs to a listing read page by page: ``position`` pages already, or ``page`` is the
+    first page of an open window that is full in Boro's present (the page that decides it is paged)."""
+    if paged(position):
+        return True
+    return bool(position.windows) and page.full and _in_the_present(position.windows[0], position.clock, page)
+
+
 def page_clock(page: AlarmPage) -> int | None:
     """The latest Boro time this page proves: its records' trigger times and a time-like token."""
     return _later(_records_clock(page.records), _time_of(page.update_token))
@@ -299,7 +307,7 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     window, rest = position.windows[0], position.windows[1:]
     if _paged(position):
         return _after_paged_window(position, page, fresh=fresh)
-    if page.full and _in_the_present(window, position.clock, page.records):
+    if page.full and _in_the_present(window, position.clock, page):
         return _moved(position, page=2, fresh=fresh, pass_token=page.token)
     if page.full:
         return _moved(position, windows=(*_split(window, position.clock, page.records), *rest), fresh=False)
@@ -326,13 +334,14 @@ def _window_done(position: Position, page: Answer, pass_token: Token | None = No
     return _moved(done, windows=rest, floor=_later(position.floor, window.high - 1))
 
 
-def _in_the_present(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> bool:
+def _in_the_present(window: Window, clock: int | None, page: Answer) -> bool:
     """Whether a full open window cannot be split: its page shows no change after its first second, and no reply
-    proved Boro's clock past that second. A bounded window would end in Boro's future, and a change made later in
-    that second would fall between it and the open window after it."""
+    (this one included) proved Boro's clock past that second. A bounded window would end in Boro's future, and a
+    change made later in that second would fall between it and the open window after it."""
+    clock = _later(clock, page.clock)
     if window.high is not None or (clock is not None and clock > window.low):
         return False
-    return not any(item.record.trigger_time > window.low for item in records if item.record.active is not False)
+    return not any(item.record.trigger_time > window.low for item in page.records if item.record.active is not False)
 
 
 def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> tuple[Window, ...]:

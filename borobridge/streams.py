@@ -66,7 +66,7 @@ class Stream:
         gathered = self._gathered.setdefault(lane, _Gathered())
         if position.page == 1 and position.passes == 0:
             gathered.clear()
-        if gathered.tasks is None:  # the read's first page, or its second when the first was read unpaged
+        if gathered.tasks is None:  # the read's first page
             gathered.tasks = tuple(sorted(self.tasks))
         return gathered.tasks
 
@@ -85,7 +85,7 @@ class Stream:
         by_id = named if isinstance(named, list) else []
         answer = reading.answer_of(pages, hint, by_id)
         self._directions[kind] = self._directions.get(kind, 0) + answer.votes
-        if reading.paged(position):
+        if reading.pages_from(position, answer):
             return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id))
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
@@ -102,6 +102,9 @@ class Stream:
         read: _PagedRead,
     ) -> FedPage:
         gathered = self._gathered.setdefault(read.lane, _Gathered())
+        if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
+            gathered.clear()
+            gathered.tasks = tuple(read.by_id)
         last_page = not reading.more_pages(position, answer)
         changed = gathered.add(pages, position.passes, last_page=last_page)
         after = reading.after_reply(position, answer, fresh=changed)
