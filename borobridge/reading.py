@@ -325,12 +325,15 @@ def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Pos
 
 def _window_done(position: Position, page: Answer, pass_token: Token | None = None) -> Position:
     """The first window is read whole. An open one gives the token to continue from: the reply's, or for a paged
-    one its last pass's first page's, since a change made while later pages were read may sit on an earlier one."""
+    one its last pass's first page's, since a change made while later pages were read may sit on an earlier one.
+    The floor follows: a paged open window began in Boro's present, so only the changes before its first second
+    are surely delivered (a later reply proving a later time says nothing of the pages read before it)."""
     window, rest = position.windows[0], position.windows[1:]
     done = _moved(position, page=1, passes=0, fresh=False, pass_token=None)
     if window.high is None:  # the open window held every change up to the reply: its token is safe
         token = _forward(position.token, page.token if pass_token is None else pass_token)
-        return _moved(done, windows=rest, token=token, floor=_later(position.floor, position.clock))
+        reached = position.clock if pass_token is None else window.low
+        return _moved(done, windows=rest, token=token, floor=_later(position.floor, reached))
     return _moved(done, windows=rest, floor=_later(position.floor, window.high - 1))
 
 

@@ -113,6 +113,19 @@ def test_a_crowded_present_second_is_paged_open_and_never_split_into_the_future(
     assert done.token == 70, "the token of the last pass's first page: what changed during the pass is read again"
 
 
+def test_a_paged_open_window_leaves_the_floor_at_its_first_second() -> None:
+    """A reply proving a later Boro time while the window is paged (a second pass started past the second) must
+    not move the floor past what the pass's first page covered: a change made later in the window's second, on a
+    page already read, is the token's to deliver, and the sweep must not meet it first."""
+    present = Position(token=NOW - 1, floor=NOW - 1, clock=NOW, windows=(Window(NOW),))
+    first = page([event(i, NOW) for i in range(3)], NOW, total_pages=2)
+    second = page([event(7, NOW)], NOW + 1, current_page=2, total_pages=2)  # Boro's clock has moved on
+    position = after(after(present, first), second, fresh=True)
+    done = after(after(position, first, fresh=False), second, fresh=False)
+    assert (done.windows, done.token) == ((), NOW)
+    assert done.floor == NOW, "every change before the window's second is delivered; within it, the token's"
+
+
 def test_paging_passes_are_bounded() -> None:
     position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=reading.MAX_PASSES - 1)
     assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()
