@@ -21,12 +21,17 @@ setting says which one the server uses.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
   time-like tokens); the bridge's clock never decides what a period covers.
 - **A full page's records are not used**: its window is re-read, so transitions keep Boro's order.
+- **Never guess a listing's direction**: an answer that holds two records of one task, at least one a cleared
+  state (whose change time is not in the record), is *unsure* when neither its own exact changes nor the
+  listings before it tell which way Boro listed it. It is not used either: its window is split (a token page's
+  gap is read by period) until one second holds what it cannot order, where any order is Boro's.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
@@ -88,6 +93,7 @@ class Answer:
     full: bool  # some call had more than its page held
     clock: int | None  # the latest Boro time the replies prove
     votes: int = 0  # the listings' direction, as :func:`direction` counts it
+    unsure: bool = False  # a task's order hangs on a direction nothing told
 
 
 def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()) -> Answer:
@@ -100,13 +106,23 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by
     votes = [direction(page.records) for page in pages]
     records = combined([page.records for page in pages], hint, by_id, votes)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
+    learned = isinstance(hint, int) and hint != 0
+    unsure = [not n and _order_hangs_on_direction(page.records) for page, n in zip(pages, votes, strict=True)]
     return Answer(
         records=records,
         token=min(page.update_token for page in pages),
         full=any(page.full and page.size > 0 for page in pages),
         clock=max(clocks, default=None),
         votes=sum(votes),
+        unsure=not learned and any(unsure),
     )
+
+
+def _order_hangs_on_direction(records: Sequence[DecodedRecord]) -> bool:
+    """Whether reading ``records`` the other way round would change a task's order: a task with two records, one
+    of them a cleared state (its change time is not in the record, so nothing else can put it in its place)."""
+    per_task = Counter(item.record.task_id for item in records)
+    return any(per_task[item.record.task_id] > 1 for item in records if item.record.active is False)
 
 
 def combined(
@@ -171,7 +187,7 @@ def after_reply(position: Position, page: Answer, *, fresh: bool) -> Position:
         return _after_snapshot_page(position, page, fresh=fresh)
     if position.windows:
         return _after_window(position, page, fresh=fresh)
-    if page.full:  # the token cannot be trusted: read the gap behind it by period
+    if page.full or page.unsure:  # the token cannot be trusted, or its page not ordered: read the gap by period
         return _moved(position, windows=(Window(_gap_start(position, page)),), page=1, passes=0, fresh=False)
     return _moved(position, token=_forward(position.token, page.token), floor=_later(position.floor, clock))
 
@@ -180,9 +196,23 @@ def usable(position: Position, page: Answer) -> bool:
     """Whether the records of ``page`` (the answer for ``position``) are fed.
 
     A full page is read again in smaller windows, oldest first, so its records would come too early; only the
-    pages of a paged read (the snapshot, one crowded second) are used as they come.
+    pages of a paged read (the snapshot, one crowded second) are used as they come. An unsure page is read again
+    too, unless its window cannot be narrowed.
     """
-    return not page.full or paged(position)
+    if paged(position):
+        return True
+    return not page.full and not (page.unsure and _narrowable(position, page))
+
+
+def _narrowable(position: Position, page: Answer) -> bool:
+    """Whether the answer's read can be made again in smaller windows: a token page's gap, a bounded window of
+    more than one second, an open window that is not in Boro's present."""
+    if not position.windows or position.snapshot:
+        return not position.snapshot
+    window = position.windows[0]
+    if window.high is None:
+        return not _in_the_present(window, position.clock, page)
+    return window.high - window.low > 1
 
 
 def resumable(position: Position) -> Position:
@@ -309,7 +339,7 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
         return _after_paged_window(position, page, fresh=fresh)
     if page.full and _in_the_present(window, position.clock, page):
         return _moved(position, page=2, fresh=fresh, pass_token=page.token)
-    if page.full:
+    if page.full or (page.unsure and _narrowable(position, page)):
         return _moved(position, windows=(*_split(window, position.clock, page.records), *rest), fresh=False)
     return _window_done(position, page)
 
