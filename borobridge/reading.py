@@ -227,6 +227,13 @@ def same_read(before: Position, after: Position) -> bool:
     return bool(after.windows) and after.windows[0] == before.windows[0]
 
 
+def narrowed(before: Position, after: Position) -> bool:
+    """Whether ``after`` reads the window ``before`` read again in smaller windows (what it read is not used)."""
+    if before.snapshot or not before.windows or not after.windows:
+        return False
+    return after.windows[0].low == before.windows[0].low and after.windows[0] != before.windows[0]
+
+
 def paged(position: Position) -> bool:
     """Whether ``position`` reads a listing page by page: the first-start snapshot, or one crowded second."""
     return position.snapshot or (bool(position.windows) and _paged(position))
@@ -348,7 +355,18 @@ def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Pos
     pass_token = page.token if position.page == 1 else position.pass_token
     if more_pages(position, page):
         return _moved(position, page=position.page + 1, fresh=position.fresh or fresh, pass_token=pass_token)
-    if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
+    again = position.page > 1 and (position.fresh or fresh)
+    window = position.windows[0]
+    if again and window.high is None and position.clock is not None and position.clock > window.low:
+        return _moved(  # Boro's clock left the window's first second: a bounded window settles, an open one not
+            position,
+            windows=(Window(window.low, position.clock), Window(position.clock), *position.windows[1:]),
+            page=1,
+            passes=0,
+            fresh=False,
+            pass_token=None,
+        )
+    if again and position.passes + 1 < MAX_PASSES:
         return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=None)  # read again
     return _window_done(position, page, pass_token)
 

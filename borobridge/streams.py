@@ -110,6 +110,9 @@ class Stream:
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
+        if reading.narrowed(position, after):  # read again in smaller windows: nothing of it is fed
+            gathered.clear()
+            return FedPage([], [], after)
         listings = [list(listing.values()) for listing in gathered.listings]
         records = reading.combined(listings, read.hint, read.by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old

@@ -119,9 +119,9 @@ def test_a_paged_open_window_leaves_the_floor_at_its_first_second() -> None:
     page already read, is the token's to deliver, and the sweep must not meet it first."""
     present = Position(token=NOW - 1, floor=NOW - 1, clock=NOW, windows=(Window(NOW),))
     first = page([event(i, NOW) for i in range(3)], NOW, total_pages=2)
-    second = page([event(7, NOW)], NOW + 1, current_page=2, total_pages=2)  # Boro's clock has moved on
-    position = after(after(present, first), second, fresh=True)
-    done = after(after(position, first, fresh=False), second, fresh=False)
+    position = after(after(present, first), page([event(7, NOW)], NOW, current_page=2, total_pages=2), fresh=True)
+    moved_on = page([event(7, NOW)], NOW + 1, current_page=2, total_pages=2)  # Boro's clock has moved on
+    done = after(after(position, first, fresh=False), moved_on, fresh=False)
     assert (done.windows, done.token) == ((), NOW)
     assert done.floor == NOW, "every change before the window's second is delivered; within it, the token's"
 

@@ -101,3 +101,18 @@ def test_the_first_page_of_an_open_window_paged_in_the_present_is_delivered() ->
     exactly_full = [active(1), event(2)]  # the page holds the whole listing: the next page is empty
     emitted = read_passes(stream, [(exactly_full, 1)] * 6, token=50)  # a change counter: no time proved
     assert sorted(emitted) == ["1-raised", "2-event"], emitted
+
+
+def test_a_paged_open_window_that_boro_s_clock_left_behind_is_narrowed_and_its_pass_not_fed() -> None:
+    """Changes keep arriving at the end of an open window, so its passes would never agree (and the last one, cut
+    short, would deliver some changes made during it but not others). Once a reply proves a later Boro time the
+    window is read again as a bounded one and an open one after it; the pass so far is not fed."""
+    stream = present_second()
+    emitted, _ = read(stream, [active(1), event(2), event(3, at=SECOND + 2)], 2, token=50)
+    emitted_too, position = read(stream, [active(1), event(2), event(3, at=SECOND + 2)], 2, token=51)
+    assert emitted + emitted_too == []
+    assert (position.windows, position.page, position.passes) == (
+        (Window(SECOND, SECOND + 2), Window(SECOND + 2)),
+        1,
+        0,
+    )
