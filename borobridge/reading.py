@@ -429,10 +429,13 @@ def more_pages(position: Position, page: Answer) -> bool:
 
 
 def _gap_start(position: Position, page: Answer) -> int:
-    """Where the period read behind a full token page starts: just before the floor (or, with none known yet,
-    the oldest record on the page)."""
+    """Where the period read behind a full token page starts: just before the floor; with none known yet, just
+    before the oldest record on a page listed oldest first, else at the beginning (a page listed newest first
+    holds the newest changes of the gap, and nothing else says where it starts)."""
     if position.floor is not None:
         return max(position.floor - 1, 1)
+    if page.votes <= 0:
+        return 1
     oldest = min((item.record.trigger_time for item in page.records), default=position.clock or 1)
     return max(oldest - 1, 1)
 

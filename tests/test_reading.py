@@ -146,6 +146,15 @@ def test_a_listing_whose_direction_nothing_tells_is_read_again_in_smaller_window
     assert reading.after_reply(Position(token=40, floor=NOW), token_page, fresh=False).windows == (Window(NOW - 1),)
 
 
+def test_with_no_boro_time_known_the_gap_behind_a_newest_first_full_page_starts_at_the_beginning() -> None:
+    """A full page listed newest first holds the newest changes of the gap, not its oldest: with no floor (every
+    listing so far was empty), nothing says where the gap starts."""
+    full = [event(3, NOW + 2), event(2, NOW + 1), event(1, NOW)]
+    assert after(Position(token=8), page(full, 20)).windows == (Window(1),)
+    oldest_first = after(Position(token=8), page(list(reversed(full)), 20))
+    assert oldest_first.windows == (Window(NOW - 1),), "oldest first, the page starts the gap"
+
+
 def test_paging_passes_are_bounded() -> None:
     position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=reading.MAX_PASSES - 1)
     assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()

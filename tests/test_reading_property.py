@@ -221,6 +221,22 @@ async def run_with_crashes(
     page_size=5,
     crash_at={42, 47},
 )
+@example(  # a full newest-first token page before any Boro time was known started the gap after its oldest
+    personality=Personality(
+        token="sequence",
+        token_compare="exclusive",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=-300.0,
+        probe_stops=0.3,
+        stop_seconds=4.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=2352,
+    page_size=5,
+    crash_at={6},
+)
 @given(
     personality=personalities,
     fault_mix=faults,
