@@ -15,7 +15,9 @@ setting says which one the server uses.
   the latest Boro time seen into a bounded window and a new open one. A bounded window that comes back full is
   halved (the halves share their boundary second); one second with more than a page is paged, and re-read until
   a whole pass sees exactly what the pass before saw, because a state that clears meanwhile leaves the window and
-  shifts the pages: a record may slip onto a page already read.
+  shifts the pages: a record may slip onto a page already read. An open window paged in Boro's present is split
+  at Boro's clock once a reply proves the clock past its first second (changes arriving at its end would keep
+  its passes from ever agreeing), and what it read so far is not used.
   The window bounds are fixed while a window is read, windows are read oldest first, and the position between
   windows is always a whole boundary second, so a crash resumes at the last completed window.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
