@@ -15,18 +15,25 @@ setting says which one the server uses.
   the latest Boro time seen into a bounded window and a new open one. A bounded window that comes back full is
   halved (the halves share their boundary second); one second with more than a page is paged, and re-read until
   a whole pass sees exactly what the pass before saw, because a state that clears meanwhile leaves the window and
-  shifts the pages: a record may slip onto a page already read.
+  shifts the pages: a record may slip onto a page already read. An open window paged in Boro's present is split
+  at Boro's clock once a reply proves the clock past its first second (changes arriving at its end would keep
+  its passes from ever agreeing), and what it read so far is not used.
   The window bounds are fixed while a window is read, windows are read oldest first, and the position between
   windows is always a whole boundary second, so a crash resumes at the last completed window.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
   time-like tokens); the bridge's clock never decides what a period covers.
 - **A full page's records are not used**: its window is re-read, so transitions keep Boro's order.
+- **Never guess a listing's direction**: an answer that holds two records of one task, at least one a cleared
+  state (whose change time is not in the record), is *unsure* when neither its own exact changes nor the
+  listings before it tell which way Boro listed it. It is not used either: its window is split (a token page's
+  gap is read by period) until one second holds what it cannot order, where any order is Boro's.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
@@ -88,6 +95,7 @@ class Answer:
     full: bool  # some call had more than its page held
     clock: int | None  # the latest Boro time the replies prove
     votes: int = 0  # the listings' direction, as :func:`direction` counts it
+    unsure: bool = False  # a task's order hangs on a direction nothing told
 
 
 def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()) -> Answer:
@@ -100,13 +108,23 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by
     votes = [direction(page.records) for page in pages]
     records = combined([page.records for page in pages], hint, by_id, votes)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
+    learned = isinstance(hint, int) and hint != 0
+    unsure = [not n and _order_hangs_on_direction(page.records) for page, n in zip(pages, votes, strict=True)]
     return Answer(
         records=records,
         token=min(page.update_token for page in pages),
         full=any(page.full and page.size > 0 for page in pages),
         clock=max(clocks, default=None),
         votes=sum(votes),
+        unsure=not learned and any(unsure),
     )
+
+
+def _order_hangs_on_direction(records: Sequence[DecodedRecord]) -> bool:
+    """Whether reading ``records`` the other way round would change a task's order: a task with two records, one
+    of them a cleared state (its change time is not in the record, so nothing else can put it in its place)."""
+    per_task = Counter(item.record.task_id for item in records)
+    return any(per_task[item.record.task_id] > 1 for item in records if item.record.active is False)
 
 
 def combined(
@@ -195,7 +213,7 @@ def after_reply(position: Position, page: Answer, *, fresh: bool) -> Position:
         return _after_snapshot_page(position, page, fresh=fresh)
     if position.windows:
         return _after_window(position, page, fresh=fresh)
-    if page.full:  # the token cannot be trusted: read the gap behind it by period
+    if page.full or page.unsure:  # the token cannot be trusted, or its page not ordered: read the gap by period
         return _moved(position, windows=(Window(_gap_start(position, page)),), page=1, passes=0, fresh=False)
     return _moved(position, token=_forward(position.token, page.token), floor=_later(position.floor, clock))
 
@@ -204,9 +222,23 @@ def usable(position: Position, page: Answer) -> bool:
     """Whether the records of ``page`` (the answer for ``position``) are fed.
 
     A full page is read again in smaller windows, oldest first, so its records would come too early; only the
-    pages of a paged read (the snapshot, one crowded second) are used as they come.
+    pages of a paged read (the snapshot, one crowded second) are used as they come. An unsure page is read again
+    too, unless its window cannot be narrowed.
     """
-    return not page.full or paged(position)
+    if paged(position):
+        return True
+    return not page.full and not (page.unsure and _narrowable(position, page))
+
+
+def _narrowable(position: Position, page: Answer) -> bool:
+    """Whether the answer's read can be made again in smaller windows: a token page's gap, a bounded window of
+    more than one second, an open window that is not in Boro's present."""
+    if not position.windows or position.snapshot:
+        return not position.snapshot
+    window = position.windows[0]
+    if window.high is None:
+        return not _in_the_present(window, position.clock, page)
+    return window.high - window.low > 1
 
 
 def resumable(position: Position) -> Position:
@@ -221,9 +253,24 @@ def same_read(before: Position, after: Position) -> bool:
     return bool(after.windows) and after.windows[0] == before.windows[0]
 
 
+def narrowed(before: Position, after: Position) -> bool:
+    """Whether ``after`` reads the window ``before`` read again in smaller windows (what it read is not used)."""
+    if before.snapshot or not before.windows or not after.windows:
+        return False
+    return after.windows[0].low == before.windows[0].low and after.windows[0] != before.windows[0]
+
+
 def paged(position: Position) -> bool:
     """Whether ``position`` reads a listing page by page: the first-start snapshot, or one crowded second."""
     return position.snapshot or (bool(position.windows) and _paged(position))
+
+
+def pages_from(position: Position, page: Answer) -> bool:
+    """Whether ``page`` belongs to a listing read page by page: ``position`` pages already, or ``page`` is the
+    first page of an open window that is full in Boro's present (the page that decides it is paged)."""
+    if paged(position):
+        return True
+    return bool(position.windows) and page.full and _in_the_present(position.windows[0], position.clock, page)
 
 
 def page_clock(page: AlarmPage) -> int | None:
@@ -323,9 +370,9 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     window, rest = position.windows[0], position.windows[1:]
     if _paged(position):
         return _after_paged_window(position, page, fresh=fresh)
-    if page.full and _in_the_present(window, position.clock, page.records):
+    if page.full and _in_the_present(window, position.clock, page):
         return _moved(position, page=2, fresh=fresh, pass_token=page.token)
-    if page.full:
+    if page.full or (page.unsure and _narrowable(position, page)):
         return _moved(position, windows=(*_split(window, position.clock, page.records), *rest), fresh=False)
     return _window_done(position, page)
 
@@ -334,29 +381,44 @@ def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Pos
     pass_token = page.token if position.page == 1 else position.pass_token
     if more_pages(position, page):
         return _moved(position, page=position.page + 1, fresh=position.fresh or fresh, pass_token=pass_token)
-    if position.page > 1 and (position.fresh or fresh) and position.passes + 1 < MAX_PASSES:
+    again = position.page > 1 and (position.fresh or fresh)
+    window = position.windows[0]
+    if again and window.high is None and position.clock is not None and position.clock > window.low:
+        return _moved(  # Boro's clock left the window's first second: a bounded window settles, an open one not
+            position,
+            windows=(Window(window.low, position.clock), Window(position.clock), *position.windows[1:]),
+            page=1,
+            passes=0,
+            fresh=False,
+            pass_token=None,
+        )
+    if again and position.passes + 1 < MAX_PASSES:
         return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=None)  # read again
     return _window_done(position, page, pass_token)
 
 
 def _window_done(position: Position, page: Answer, pass_token: Token | None = None) -> Position:
     """The first window is read whole. An open one gives the token to continue from: the reply's, or for a paged
-    one its last pass's first page's, since a change made while later pages were read may sit on an earlier one."""
+    one its last pass's first page's, since a change made while later pages were read may sit on an earlier one.
+    The floor follows: a paged open window began in Boro's present, so only the changes before its first second
+    are surely delivered (a later reply proving a later time says nothing of the pages read before it)."""
     window, rest = position.windows[0], position.windows[1:]
     done = _moved(position, page=1, passes=0, fresh=False, pass_token=None)
     if window.high is None:  # the open window held every change up to the reply: its token is safe
         token = _forward(position.token, page.token if pass_token is None else pass_token)
-        return _moved(done, windows=rest, token=token, floor=_later(position.floor, position.clock))
+        reached = position.clock if pass_token is None else window.low
+        return _moved(done, windows=rest, token=token, floor=_later(position.floor, reached))
     return _moved(done, windows=rest, floor=_later(position.floor, window.high - 1))
 
 
-def _in_the_present(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> bool:
+def _in_the_present(window: Window, clock: int | None, page: Answer) -> bool:
     """Whether a full open window cannot be split: its page shows no change after its first second, and no reply
-    proved Boro's clock past that second. A bounded window would end in Boro's future, and a change made later in
-    that second would fall between it and the open window after it."""
+    (this one included) proved Boro's clock past that second. A bounded window would end in Boro's future, and a
+    change made later in that second would fall between it and the open window after it."""
+    clock = _later(clock, page.clock)
     if window.high is not None or (clock is not None and clock > window.low):
         return False
-    return not any(item.record.trigger_time > window.low for item in records if item.record.active is not False)
+    return not any(item.record.trigger_time > window.low for item in page.records if item.record.active is not False)
 
 
 def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> tuple[Window, ...]:
@@ -393,10 +455,13 @@ def more_pages(position: Position, page: Answer) -> bool:
 
 
 def _gap_start(position: Position, page: Answer) -> int:
-    """Where the period read behind a full token page starts: just before the floor (or, with none known yet,
-    the oldest record on the page)."""
+    """Where the period read behind a full token page starts: just before the floor; with none known yet, just
+    before the oldest record on a page listed oldest first, else at the beginning (a page listed newest first
+    holds the newest changes of the gap, and nothing else says where it starts)."""
     if position.floor is not None:
         return max(position.floor - 1, 1)
+    if page.votes <= 0:
+        return 1
     oldest = min((item.record.trigger_time for item in page.records), default=position.clock or 1)
     return max(oldest - 1, 1)
 

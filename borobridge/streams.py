@@ -72,7 +72,7 @@ class Stream:
         gathered = self._gathered.setdefault(lane, _Gathered())
         if position.page == 1 and position.passes == 0:
             gathered.clear()
-        if gathered.tasks is None:  # the read's first page, or its second when the first was read unpaged
+        if gathered.tasks is None:  # the read's first page
             gathered.tasks = tuple(sorted(self.tasks))
         return gathered.tasks
 
@@ -91,7 +91,7 @@ class Stream:
         by_id = named if isinstance(named, list) else []
         answer = reading.answer_of(pages, hint, by_id)
         self._directions[kind] = self._directions.get(kind, 0) + answer.votes
-        if reading.paged(position):
+        if reading.pages_from(position, answer):
             return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id))
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
@@ -108,10 +108,16 @@ class Stream:
         read: _PagedRead,
     ) -> FedPage:
         gathered = self._gathered.setdefault(read.lane, _Gathered())
+        if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
+            gathered.clear()
+            gathered.tasks = tuple(read.by_id)
         last_page = not reading.more_pages(position, answer)
         changed = gathered.add(pages, position.passes, last_page=last_page)
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
+            return FedPage([], [], after)
+        if reading.narrowed(position, after):  # read again in smaller windows: nothing of it is fed
+            gathered.clear()
             return FedPage([], [], after)
         listings = [list(listing.values()) for listing in gathered.listings]
         records = reading.combined(listings, read.hint, read.by_id)

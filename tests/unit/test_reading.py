@@ -113,6 +113,48 @@ def test_a_crowded_present_second_is_paged_open_and_never_split_into_the_future(
     assert done.token == 70, "the token of the last pass's first page: what changed during the pass is read again"
 
 
+def test_a_paged_open_window_leaves_the_floor_at_its_first_second() -> None:
+    """A reply proving a later Boro time while the window is paged (a second pass started past the second) must
+    not move the floor past what the pass's first page covered: a change made later in the window's second, on a
+    page already read, is the token's to deliver, and the sweep must not meet it first."""
+    present = Position(token=NOW - 1, floor=NOW - 1, clock=NOW, windows=(Window(NOW),))
+    first = page([event(i, NOW) for i in range(3)], NOW, total_pages=2)
+    position = after(after(present, first), page([event(7, NOW)], NOW, current_page=2, total_pages=2), fresh=True)
+    moved_on = page([event(7, NOW)], NOW + 1, current_page=2, total_pages=2)  # Boro's clock has moved on
+    done = after(after(position, first, fresh=False), moved_on, fresh=False)
+    assert (done.windows, done.token) == ((), NOW)
+    assert done.floor == NOW, "every change before the window's second is delivered; within it, the token's"
+
+
+def test_a_listing_whose_direction_nothing_tells_is_read_again_in_smaller_windows() -> None:
+    """Two clears of one task beside one event: no pair of exact changes tells which way Boro listed them, and the
+    task's order depends on it. The window is split until a second holds them, never guessed."""
+    cleared = [decoded(1, active=False, trigger_time=NOW), decoded(3, active=False, trigger_time=NOW, name="Ttl")]
+    listing = page([cleared[0], event(2, NOW), cleared[1]], 50, limit_value=5)
+    reading_gap = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW - 1),))
+    unsure = reading.answer_of([listing])
+    assert not reading.usable(reading_gap, unsure)
+    split = reading.after_reply(reading_gap, unsure, fresh=False)
+    assert (split.windows, split.token) == ((Window(NOW - 1, NOW), Window(NOW)), 40), "split where it shows changes"
+    bounded = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW, NOW + 8),))
+    assert not reading.usable(bounded, unsure)
+    assert reading.after_reply(bounded, unsure, fresh=False).windows == (Window(NOW, NOW + 4), Window(NOW + 4, NOW + 8))
+    one_second = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW, NOW + 1),))
+    assert reading.usable(one_second, unsure), "within one second any order is Boro's order"
+    assert reading.usable(reading_gap, reading.answer_of([listing], -2)), "a direction seen before decides"
+    token_page = reading.answer_of([page(listing.records, 60, limit_value=5)])
+    assert reading.after_reply(Position(token=40, floor=NOW), token_page, fresh=False).windows == (Window(NOW - 1),)
+
+
+def test_with_no_boro_time_known_the_gap_behind_a_newest_first_full_page_starts_at_the_beginning() -> None:
+    """A full page listed newest first holds the newest changes of the gap, not its oldest: with no floor (every
+    listing so far was empty), nothing says where the gap starts."""
+    full = [event(3, NOW + 2), event(2, NOW + 1), event(1, NOW)]
+    assert after(Position(token=8), page(full, 20)).windows == (Window(1),)
+    oldest_first = after(Position(token=8), page(list(reversed(full)), 20))
+    assert oldest_first.windows == (Window(NOW - 1),), "oldest first, the page starts the gap"
+
+
 def test_paging_passes_are_bounded() -> None:
     position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=reading.MAX_PASSES - 1)
     assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()

@@ -5,8 +5,9 @@ The pipeline runs unchanged against the simulator (``httpx.MockTransport``), wit
 drawn by hypothesis. A task whose probe stopped before the bridge ever saw it is invisible to ``"*"``: its changes
 arrive, exactly once, when the probe runs again and a period read or the sweep meets them, so they are checked for
 presence and uniqueness but not for order. States that clear while a period is being listed (``moving_records``)
-run as two fixed seeds, not drawn. The committer keeps what it was given as JSON bytes, the way a store does; a
-crash drops the pipeline, whatever it had fed or was delivering, and a new one restores from those bytes alone.
+are drawn too, and two fixed seeds of them run on their own. The committer keeps what it was given as JSON bytes,
+the way a store does; a crash drops the pipeline, whatever it had fed or was delivering, and a new one restores
+from those bytes alone.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ personalities = st.builds(
     clock_offset=st.sampled_from([0.0, -3600.0, -300.0, 300.0, 3600.0]),
     probe_stops=st.sampled_from([0.0, 0.3]),
     stop_seconds=st.just(4.0),
-    moving_records=st.just(0.0),  # two seeds of it run in test_states_clearing_under_period_listings
+    moving_records=st.sampled_from([0.0, 0.3]),
 )
 faults = st.builds(
     Faults,
@@ -161,6 +162,77 @@ async def run_with_crashes(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(  # changes later in a crowded second that was Boro's present when its period read ended
     personality=Personality(), fault_mix=Faults(burst=0.1, retry_after=0.0), seed=1, page_size=20, crash_at={8}
+)
+@example(  # the page that found an open window paged in the present was dropped, then its token followed it
+    personality=Personality(moving_records=0.3), fault_mix=Faults(retry_after=0.0), seed=0, page_size=5, crash_at=set()
+)
+@example(  # a reply mid-pass proved a later time and the floor passed a change made on a page already read
+    personality=Personality(
+        token="timestamp",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=-300.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, burst=0.1, retry_after=0.0),
+    seed=202,
+    page_size=5,
+    crash_at=set(),
+)
+@example(  # a first listing of two clears of one task and one event: its direction was guessed
+    personality=Personality(
+        token="record_time",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=3600.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, error_item=0.1, repeat=0.3, retry_after=0.0),
+    seed=7868,
+    page_size=5,
+    crash_at={12, 27, 43},
+)
+@example(  # the same, newest first, after a crash forgot the direction seen so far
+    personality=Personality(
+        token="reply_time",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=300.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(error_item=0.1, repeat=0.3, retry_after=0.0),
+    seed=5596,
+    page_size=20,
+    crash_at={32},
+)
+@example(  # an open window paged while Boro's clock moved on never settled; its last pass fed out of order
+    personality=Personality(
+        token="sequence",
+        token_compare="exclusive",
+        token_order="newest_first",
+        clock_offset=-300.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(error_item=0.1, repeat=0.3, retry_after=0.0),
+    seed=1773,
+    page_size=5,
+    crash_at={42, 47},
+)
+@example(  # a full newest-first token page before any Boro time was known started the gap after its oldest
+    personality=Personality(
+        token="sequence",
+        token_compare="exclusive",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=-300.0,
+        probe_stops=0.3,
+        stop_seconds=4.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=2352,
+    page_size=5,
+    crash_at={6},
 )
 @given(
     personality=personalities,

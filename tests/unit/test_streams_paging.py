@@ -34,7 +34,9 @@ def crowded_second() -> Stream:
     return Stream("s", BASE, TransitionMemory(), Position(clock=SECOND + 1, windows=(window,)))
 
 
-def read(stream: Stream, listing: list[DecodedRecord], total_pages: int) -> tuple[list[str], Position]:
+def read(
+    stream: Stream, listing: list[DecodedRecord], total_pages: int, token: int = SECOND + 1
+) -> tuple[list[str], Position]:
     """Feed the page the stream asks for next, cut from ``listing`` (Boro's order at that moment)."""
     [query] = stream.queries(stream.position)
     page_number = query.page
@@ -43,7 +45,7 @@ def read(stream: Stream, listing: list[DecodedRecord], total_pages: int) -> tupl
         query=query,
         records=records,
         rejected=[],
-        update_token=SECOND + 1,
+        update_token=token,
         current_page=page_number,
         total_pages=total_pages,
         limit_value=LIMIT,
@@ -53,11 +55,11 @@ def read(stream: Stream, listing: list[DecodedRecord], total_pages: int) -> tupl
     return [f"{t.record.id}-{t.kind}" for t in fed.transitions], fed.position
 
 
-def read_passes(stream: Stream, reads: list[tuple[list[DecodedRecord], int]]) -> list[str]:
+def read_passes(stream: Stream, reads: list[tuple[list[DecodedRecord], int]], token: int = SECOND + 1) -> list[str]:
     """Feed pages until the window is done; each read is cut from the listing Boro has at that moment."""
     emitted: list[str] = []
     for listing, pages in reads:
-        transitions, position = read(stream, listing, pages)
+        transitions, position = read(stream, listing, pages, token)
         emitted += transitions
         if not position.windows:
             return emitted
@@ -85,3 +87,32 @@ def test_a_clear_is_delivered_after_the_records_boro_lists_before_it() -> None:
     emitted = read_passes(stream, reads)
     assert emitted.index("12-event") < emitted.index("9-cleared"), emitted
     assert emitted.index("11-raised") < emitted.index("9-cleared"), emitted
+
+
+def present_second() -> Stream:
+    """An open window whose first second is Boro's present (no reply proved a later time): it is paged."""
+    return Stream("s", BASE, TransitionMemory(), Position(token=7, clock=SECOND, windows=(Window(SECOND),)))
+
+
+def test_the_first_page_of_an_open_window_paged_in_the_present_is_delivered() -> None:
+    """The open window's first page decides that it is paged; its records belong to the first pass, and a pass
+    that ends on an empty page must not leave them behind a token that follows them."""
+    stream = present_second()
+    exactly_full = [active(1), event(2)]  # the page holds the whole listing: the next page is empty
+    emitted = read_passes(stream, [(exactly_full, 1)] * 6, token=50)  # a change counter: no time proved
+    assert sorted(emitted) == ["1-raised", "2-event"], emitted
+
+
+def test_a_paged_open_window_that_boro_s_clock_left_behind_is_narrowed_and_its_pass_not_fed() -> None:
+    """Changes keep arriving at the end of an open window, so its passes would never agree (and the last one, cut
+    short, would deliver some changes made during it but not others). Once a reply proves a later Boro time the
+    window is read again as a bounded one and an open one after it; the pass so far is not fed."""
+    stream = present_second()
+    emitted, _ = read(stream, [active(1), event(2), event(3, at=SECOND + 2)], 2, token=50)
+    emitted_too, position = read(stream, [active(1), event(2), event(3, at=SECOND + 2)], 2, token=51)
+    assert emitted + emitted_too == []
+    assert (position.windows, position.page, position.passes) == (
+        (Window(SECOND, SECOND + 2), Window(SECOND + 2)),
+        1,
+        0,
+    )
