@@ -2,9 +2,10 @@
 
 Boro (the simulator over real HTTP) answers with 5xx, malformed bodies, failed items, repeated records and bursts;
 poison records (a trigger time in milliseconds) arrive before and during the run; the bridge is SIGKILLed at seeded
-random moments; Kafka restarts, or the output's file system fills up. Afterwards an independent reader finds every
-transition once, the poison records as dead letters, the bridge still running, and every WARNING or ERROR line it
-logged explained in docs/troubleshooting.md.
+random moments; Kafka restarts, Mosquitto goes away under the MQTT relay, or the output's file system fills up.
+Afterwards an independent reader finds every transition once (an MQTT subscriber: at least once), the poison records
+as dead letters, the bridge still running, and every WARNING or ERROR line it logged explained in
+docs/troubleshooting.md.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from tests.support.expectations import expected_ids, read_events, simulator_with
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_bridge import committed, kafka_section
 from tests.support.kafka_reading import consume, kafka_settings
+from tests.support.mosquitto import MosquittoBroker
+from tests.support.mqtt_bridge import PersistentSubscriber, subscribed
 from tests.support.troubleshooting import entries
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -48,6 +51,7 @@ CATCH_UP_S = 60.0
 MILLISECONDS = 1590570529000  # a trigger time in milliseconds: no plausible Unix time in seconds
 DISK_BYTES = 2 * 1024 * 1024
 DISK_FULL = "cannot write events to"
+RELAY_FAILING = "MQTT relay: cannot connect to MQTT broker"
 
 
 def poisoned(sim: Simulator) -> set[str]:
@@ -73,11 +77,13 @@ def unexplained(messages: list[str]) -> list[str]:
     return sorted({message for message in messages if not any(fragment in message for fragment in fragments)})
 
 
-def chaos_config(directory: Path, url: str, **options: Any) -> Path:
+def chaos_config(directory: Path, url: str, *, mqtt: dict[str, Any] | None = None, **options: Any) -> Path:
     """The busy bridge's configuration, logging JSON lines so that each line's level can be read back."""
     path = bridge_config(directory, url, **options)
     config = json.loads(path.read_text(encoding="utf-8"))
     config["logging"] = {"format": "json"}
+    if mqtt is not None:
+        config["mqtt"] = mqtt
     path.write_text(json.dumps(config), encoding="utf-8")
     return path
 
@@ -121,6 +127,69 @@ async def test_kafka_through_faults_sigkills_a_broker_restart_and_poison(kafka: 
     assert_once_and_in_order(events, sim, expected, world)
     assert not {event["id"] for event in events} & poison_ids
     assert letters == Counter({int(transition.split("-")[0]) for transition in poison_ids})  # each exactly once
+    assert unexplained(logged_problems(said)) == []
+
+
+async def wait_until_relaying(subscriber: PersistentSubscriber, bridge: BridgeProcess) -> None:
+    """Wait (bounded) until the subscriber got a first transition over MQTT: the relay runs."""
+    for _ in range(int(CATCH_UP_S / 0.2)):
+        if subscriber.events() or bridge.ended:
+            return
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.kafka
+@pytest.mark.mqtt
+async def test_an_mqtt_outage_under_the_relay_never_stalls_kafka_and_loses_nothing(
+    kafka: KafkaCluster, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    rng = random.Random(903)
+    settings, prefix = kafka_settings(kafka.bootstrap)
+    sim = simulator_with_history(HISTORY_S, seed=903, projects=2, rate_per_second=20, faults=FAULTS)
+    poison_ids = poisoned(sim)
+    relay = {"host": mosquitto.host, "port": mosquitto.port, "publish_timeout": 2, "keepalive": 5}
+
+    async def committed_ids() -> set[str]:
+        return {event["id"] for event in await committed(kafka.bootstrap, prefix, sim)}
+
+    async with serve_simulator(sim) as url, subscribed(mosquitto) as subscriber:
+
+        async def relayed_ids() -> set[str]:
+            return {event["id"] for event in subscriber.events()}
+
+        config = chaos_config(tmp_path, url, name=prefix, kafka=kafka_section(settings, outage=False), mqtt=relay)
+        bridge = BridgeProcess(["--config", str(config)], tmp_path / "bridge.log", tmp_path)
+        try:
+            async with moving_world(sim, rng) as world:
+                await kill_at_random_moments(bridge, rng, kills=1)
+                await wait_until_relaying(subscriber, bridge)
+                relayed_before = len(subscriber.events())
+                mosquitto.stop()
+                await bridge.kill()  # the relay's uncommitted offsets are lost with it: it must relay them again
+                failing = bridge.said().count(RELAY_FAILING)
+                await bridge.start()
+                poison_ids |= poisoned(sim)
+                await asyncio.sleep(MOVING_S)
+            expected = expected_ids(sim) - poison_ids
+            await wait_until_complete(committed_ids, expected, bridge, seconds=CATCH_UP_S)
+            committed_while_down = await committed_ids()
+            await wait_for(RELAY_FAILING, failing + 1, bridge, CATCH_UP_S)  # the new relay met the outage too
+            relay_failed = bridge.said().count(RELAY_FAILING) > failing
+            mosquitto.start()
+            await wait_until_complete(relayed_ids, expected, bridge, seconds=CATCH_UP_S)
+            alive = not bridge.ended
+        finally:
+            exit_status = await bridge.stop()
+    events = await committed(kafka.bootstrap, prefix, sim)
+    said = bridge.said()
+    assert alive, said[-5000:]
+    assert exit_status == 0, said[-5000:]
+    assert relayed_before > 0, "the relay never published before the outage"
+    assert committed_while_down >= expected, "Kafka delivery stalled while Mosquitto was down"
+    assert relay_failed, "the restarted relay never met the outage"
+    assert_once_and_in_order(events, sim, expected, world)
+    assert {event["id"] for event in subscriber.events()} == expected  # at least once: repeats collapse by id
+    assert "MQTT relay recovered after" in said
     assert unexplained(logged_problems(said)) == []
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import aiomqtt
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,10 +39,8 @@ from tests.support.mosquitto import (
     MosquittoBroker,
     collect,
     mosquitto_sub,
-    session_properties,
-    user_properties_of,
 )
-from tests.support.mqtt_bridge import as_event, direct_bridge, message_count, transitions
+from tests.support.mqtt_bridge import as_event, direct_bridge, message_count, subscribed, transitions
 from tests.support.pipelines import advancing
 
 pytestmark = pytest.mark.mqtt
@@ -126,60 +123,6 @@ async def test_password_and_tls_brokers(mosquitto_password: MosquittoBroker, mos
                 await publisher._connected()
             messages = await sub.messages()
         assert messages[0].payload in {b"online", b"offline"}
-
-
-class PersistentSubscriber:
-    """An aiomqtt subscriber with a persistent session: it must get every message, even across outages."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self._broker = broker
-        self.messages: list[aiomqtt.Message] = []
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.2)
-
-    async def _session(self, stop: asyncio.Event) -> None:
-        async with self._broker.client(
-            identifier="noc-screen", clean_start=False, properties=session_properties(), timeout=3
-        ) as client:
-            await client.subscribe("boro/+/+/+/+", qos=1)
-            reader = asyncio.create_task(self._read(client))
-            stopped = asyncio.create_task(stop.wait())
-            done, pending = await asyncio.wait([reader, stopped], return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if reader in done:
-                reader.result()  # the connection dropped: raise its MqttError
-
-    async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            self.messages.append(message)
-
-    def events(self) -> list[dict[str, Any]]:
-        seen: dict[str, dict[str, Any]] = {}
-        for message in self.messages:
-            properties = user_properties_of(message)
-            if "active" in str(message.topic):
-                continue
-            seen.setdefault(properties["id"], {**properties, "data": json.loads(bytes(message.payload))})
-        return list(seen.values())
-
-
-@contextlib.asynccontextmanager
-async def subscribed(broker: MosquittoBroker) -> AsyncIterator[PersistentSubscriber]:
-    subscriber = PersistentSubscriber(broker)
-    stop = asyncio.Event()
-    task = asyncio.create_task(subscriber.run(stop))
-    await asyncio.sleep(0.5)
-    try:
-        yield subscriber
-    finally:
-        stop.set()
-        await task
 
 
 async def test_direct_mode_outage_loses_nothing(mosquitto: MosquittoBroker, tmp_path: Path) -> None:

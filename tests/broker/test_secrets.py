@@ -2,8 +2,10 @@
 
 The real commands run as processes with a password in ``boro.url``, an HMAC key, and Kafka and MQTT passwords
 where the command reads them; every byte they print, write or serve (stdout, stderr at DEBUG, the JSON-lines
-output, the state file, /readyz, /metrics) is searched for the secrets. The identities built from the Boro URL
-(CloudEvent ``source``, stream ids) name the server without its user information, so a new password keeps them.
+output, the state file, /readyz, /metrics) is searched for the secrets. ``run`` delivers through a SCRAM Kafka
+listener and a password Mosquitto, and every record it wrote to either is searched too. The identities built from
+the Boro URL (CloudEvent ``source``, stream ids) name the server without its user information, so a new password
+keeps them.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from borobridge.boro.client import Signer
 from borobridge.secret import masked_url, scrubbed
 from borobridge.settings import load_settings
 from borobridge.simulator import serve_simulator
-from tests.support.expectations import simulator_with_history
+from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
-from tests.support.kafka_bridge import topic_names
-from tests.support.kafka_reading import kafka_settings
+from tests.support.kafka_bridge import event_topics, topic_names
+from tests.support.kafka_reading import binary_events, consume, kafka_settings
+from tests.support.mosquitto import MosquittoBroker, ReceivedMessage, collect, mosquitto_sub
+from tests.support.mqtt_bridge import as_event, message_count, transitions
 
 USER: Final = "bridge-user"
 PASSWORD: Final = "boro-Pw-7c1e90"
@@ -54,8 +58,8 @@ WAIT_S: Final = 30.0
 COMMAND_S: Final = 90.0
 
 
-def assert_no_secret(where: str, text: str) -> None:
-    found = [secret for secret in SECRETS if secret in text]
+def assert_no_secret(where: str, text: str, secrets: tuple[str, ...] = SECRETS) -> None:
+    found = [secret for secret in secrets if secret in text]
     assert found == [], f"{where} shows {found}:\n{text[:3000]}"
 
 
@@ -251,3 +255,78 @@ async def test_replay_and_tail_show_no_secret(kafka: KafkaCluster, tmp_path: Pat
     assert_no_secret("tail", stdout + stderr)
     sources = {json.loads(line)["source"].split("/projects/")[0] for line in stdout.splitlines()}
     assert sources == {f"boro://127.0.0.1:{port}"}
+
+
+def kafka_text(records: dict[str, list[Any]]) -> str:
+    """Every key, value and header of the records, as text."""
+    parts = [
+        part
+        for messages in records.values()
+        for message in messages
+        for part in (message.key or b"", message.value or b"", *(value for _, value in message.headers))
+    ]
+    return "\n".join(part.decode(errors="replace") for part in parts)
+
+
+def mqtt_text(messages: list[ReceivedMessage]) -> str:
+    """Every topic, payload and property of the messages, as text."""
+    return "\n".join(
+        f"{m.topic} {m.payload.decode(errors='replace')} {m.content_type} {m.user_properties}" for m in messages
+    )
+
+
+@pytest.mark.kafka
+@pytest.mark.mqtt
+async def test_run_through_password_brokers_shows_no_broker_password(
+    kafka: KafkaCluster, mosquitto_password: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Kafka over SASL SCRAM-SHA-512 only (its password from a file), MQTT with a password: delivery goes through
+    both, and neither password shows in the logs at DEBUG, the records, /metrics or /readyz."""
+    assert kafka.scram_bootstrap is not None
+    assert kafka.scram_password is not None
+    assert mosquitto_password.password is not None
+    passwords = (kafka.scram_password, mosquitto_password.password)
+    assert all(len(password) >= 16 for password in passwords)  # unique strings: a hit is a leak, never chance
+    settings, prefix = kafka_settings(kafka.bootstrap)
+    password_file = tmp_path / "kafka-password"
+    password_file.write_text(kafka.scram_password, encoding="utf-8")
+    brokers = {
+        "name": prefix,
+        "kafka": {
+            "bootstrap_servers": kafka.scram_bootstrap,
+            "topics": topic_names(settings),
+            "sasl": {"username": kafka.scram_user, "password_file": str(password_file), "mechanism": "SCRAM-SHA-512"},
+        },
+        "mqtt": {
+            "host": mosquitto_password.host,
+            "port": mosquitto_password.port,
+            "username": mosquitto_password.username,
+            "password": mosquitto_password.password,
+        },
+    }
+    sim = simulator_with_history(10, seed=19, projects=2, rate_per_second=5)
+    expected = expected_ids(sim)
+    async with serve_simulator(sim) as url:
+        config = write_config(tmp_path, url, signed=False, **brokers)
+        count = message_count(expected)
+        async with (
+            mosquitto_sub(mosquitto_password, "boro/#", count=count, listen_s=60) as sub,
+            running_bridge(config, tmp_path) as (health, log),
+        ):
+            received = await sub.messages()
+            metrics = await wait_for(health, "/metrics", "borobridge_cursor_commit_timestamp_seconds{")
+            ready = await wait_for(health, "/readyz", "ok")
+    retained = await collect(mosquitto_password, "borobridge/#", count=1000, listen_s=3)
+    records = await consume(kafka.bootstrap, [*event_topics(prefix, sim), *topic_names(settings).values()])
+    assert {event["id"] for event in binary_events({t: r for t, r in records.items() if ".alarms." in t})} == expected
+    assert {as_event(message)["id"] for message in transitions(received)} == expected
+    said = log.read_text(encoding="utf-8")
+    assert "DEBUG" in said
+    for where, text in [
+        ("stderr", said),
+        ("Kafka records", kafka_text(records)),
+        ("MQTT messages", mqtt_text(received + retained)),
+        ("/metrics", metrics),
+        ("/readyz", ready),
+    ]:
+        assert_no_secret(where, text, passwords)

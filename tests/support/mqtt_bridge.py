@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import aiomqtt
 import httpx
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.formats.json import JSONFormat
@@ -17,7 +20,7 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import MqttSettings, Settings
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
-from tests.support.mosquitto import ReceivedMessage
+from tests.support.mosquitto import MosquittoBroker, ReceivedMessage, session_properties, user_properties_of
 from tests.support.settings import bridge_settings
 
 
@@ -59,3 +62,63 @@ def message_count(expected: set[str]) -> int:
 
 def transitions(messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
     return [m for m in messages if "/active/" not in m.topic]
+
+
+SUBSCRIBE_S: Final = 10.0
+
+
+class PersistentSubscriber:
+    """An aiomqtt subscriber with a persistent session: it must get every message, even across outages."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self._broker = broker
+        self.messages: list[aiomqtt.Message] = []
+        self.listening = asyncio.Event()  # set once the first session's subscription is acknowledged
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with self._broker.client(
+            identifier="noc-screen", clean_start=False, properties=session_properties(), timeout=3
+        ) as client:
+            await client.subscribe("boro/+/+/+/+", qos=1)
+            self.listening.set()
+            reader = asyncio.create_task(self._read(client))
+            stopped = asyncio.create_task(stop.wait())
+            done, pending = await asyncio.wait([reader, stopped], return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if reader in done:
+                reader.result()  # the connection dropped: raise its MqttError
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.messages.append(message)
+
+    def events(self) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for message in self.messages:
+            properties = user_properties_of(message)
+            if "active" in str(message.topic):
+                continue
+            seen.setdefault(properties["id"], {**properties, "data": json.loads(bytes(message.payload))})
+        return list(seen.values())
+
+
+@contextlib.asynccontextmanager
+async def subscribed(broker: MosquittoBroker) -> AsyncIterator[PersistentSubscriber]:
+    subscriber = PersistentSubscriber(broker)
+    stop = asyncio.Event()
+    task = asyncio.create_task(subscriber.run(stop))
+    try:
+        async with asyncio.timeout(SUBSCRIBE_S):
+            await subscriber.listening.wait()
+        yield subscriber
+    finally:
+        stop.set()
+        await task
