@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_MS: Final = 500
 MAX_RECORDS: Final = 2000
 NEVER_EVICT_MS: Final = 7 * 24 * 3600 * 1000  # a long MQTT outage must not cost the relay its partitions
-METADATA_MAX_AGE_MS: Final = 30_000  # how soon a new project's events topic is followed
+METADATA_MAX_AGE_MS: Final = 5_000  # how soon a new project's events topic is followed (one metadata request)
 HEALTH_NAME: Final = "mqtt"
 REQUIRED_ATTRIBUTES: Final = ("id", "project", "task", "triggergroup", "subject", "datacontenttype")
 
