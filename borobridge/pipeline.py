@@ -49,6 +49,7 @@ CYCLE = "cycle"  # the keys of the failures said once (streams are keyed by thei
 DISCOVERY = "discovery"
 BACKFILL_READS_PER_ROUND = 4  # history reads in one round, streams taking turns: live reads never wait behind them
 BACKFILL_LOG_INTERVAL = 60.0  # seconds between the progress lines of the history reads
+HEAD_START_CYCLES = 3  # cycles at most that a stream's live lane waits for its history while history reads fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class Pipeline:
         self._next_discovery = 0.0
         self._backfill_turn = 0  # which backfilling stream reads first in the next round
         self._backfill_resting: set[str] = set()  # history reads that failed in this cycle
+        self._head_start: dict[str, int] = {}  # streams whose live lane waits for their history: cycles left
         self._next_progress_log = 0.0
         self._backoff = Backoff(settings.boro.retry.initial_backoff, settings.boro.retry.max_backoff)
         self._failures = FailureLog(log)
@@ -137,6 +139,7 @@ class Pipeline:
             reads = await self._drain()
             self._log_backfill_progress()
         except BridgeError as error:
+            self._end_head_starts(cycle_failed=True)
             delay = retry_delay(error, self._backoff)
             if delay is None:
                 raise
@@ -147,6 +150,7 @@ class Pipeline:
             self._health.boro_succeeded()
             self._failures.ended(CYCLE, "Boro answers again; polling every %g s", self._settings.boro.poll_interval)
             self._metrics.poll_seconds.observe(self._clock() - started)
+        self._end_head_starts(cycle_failed=False)
         self._backoff.reset()
         return self._until_due(started)
 
@@ -215,7 +219,7 @@ class Pipeline:
         reads = self._backfill_reads()
         for stream in self._streams.values():
             due = self._due.get(stream.id, 0.0)
-            if now >= due:
+            if now >= due and not self._waits_for_history(stream):
                 reads.append(Read(stream, "poll", stream.position, stream.queries(stream.position, "poll")))
             elif due == math.inf:
                 continue  # failed in this cycle: the next cycle tries again
@@ -224,9 +228,36 @@ class Pipeline:
                 reads.append(Read(stream, "sweep", sweep, stream.queries(sweep, "sweep")))
         return reads
 
+    def _waits_for_history(self, stream: Stream) -> bool:
+        """Whether the stream's live lane, its snapshot read, waits for its history in this cycle (its head start).
+
+        A new stream's history, bounded where its live lane starts, is given the stream's first cycle to be read
+        whole before the live lane reads on; a short one is then delivered before every later change, so each
+        task's order holds across the two lanes. A longer one goes on beside the live lane from the next cycle.
+        """
+        return stream.id in self._head_start and stream.backfill is not None and not stream.position.snapshot
+
+    def _end_head_starts(self, *, cycle_failed: bool) -> None:
+        """At the end of a cycle: the head starts given are over, except where a read of the stream failed
+        (then the next cycle tries again, :data:`HEAD_START_CYCLES` at most)."""
+        for stream in self.streams:
+            left = self._head_start.get(stream.id)
+            if left is None:
+                continue
+            failed = cycle_failed or stream.id in self._backfill_resting or self._due.get(stream.id) == math.inf
+            if stream.backfill is None or not failed or left <= 1:
+                del self._head_start[stream.id]
+            else:
+                self._head_start[stream.id] = left - 1
+
     def _backfill_reads(self) -> list[Read]:
-        """The next history read of at most :data:`BACKFILL_READS_PER_ROUND` streams, taking turns."""
-        waiting = [s for s in self._streams.values() if s.backfill is not None and s.id not in self._backfill_resting]
+        """The next history read of at most :data:`BACKFILL_READS_PER_ROUND` streams, taking turns; a history waits
+        for its bound until its live lane's snapshot is read."""
+        waiting = [
+            s
+            for s in self._streams.values()
+            if s.backfill is not None and not s.position.snapshot and s.id not in self._backfill_resting
+        ]
         if not waiting:
             return []
         start = self._backfill_turn % len(waiting)
@@ -349,7 +380,7 @@ class Pipeline:
         if remaining is not None:
             self._metrics.backfill_remaining.labels(stream.id).set(remaining)
         if was_reading and stream.committed_backfill is None:
-            log.info("stream %s: history read to the present; the first start is complete", stream.id)
+            log.info("stream %s: history read up to the live alarms; the first start is complete", stream.id)
 
     def _log_backfill_progress(self) -> None:
         """Every :data:`BACKFILL_LOG_INTERVAL`, one line per stream whose history is still being read."""
@@ -402,6 +433,7 @@ class Pipeline:
                 self._metrics.stream_opened(stream.id, reading_history=stream.backfill is not None)
                 log.info("stream %s opened at %s", stream.id, _describe(stream.position))
                 if stream.backfill is not None:
+                    self._head_start[stream.id] = HEAD_START_CYCLES
                     where = _describe(stream.backfill)
                     log.info("stream %s: reading history from %s beside the live alarms", stream.id, where)
 

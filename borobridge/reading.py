@@ -154,27 +154,49 @@ def first_position() -> Position:
     """A new stream's live lane, whatever ``first_start.mode``: the active states' snapshot, then the token.
 
     History (``since``, ``all``) is read beside it, by :func:`backfill_position`, so live alarms never wait for it;
-    the active states are then raised by the history read, in order, and the snapshot only gives the token.
+    the active states are then raised by the history read, in order, and the snapshot only gives the token and the
+    Boro time where the two lanes meet (:func:`backfill_bounded`).
     """
     return Position(snapshot=True)
 
 
 def backfill_position(mode: FirstMode, since: int | None) -> Position | None:
-    """A new stream's history read (None for ``now``): the open window from ``since``, or from the beginning.
+    """A new stream's history read (None for ``now``): from ``since``, or from the beginning.
 
-    It is read like any period read, up to Boro's present; the token it ends with is dropped, since the live lane
-    has its own. What both lanes meet is fed to the one transition memory, so it is delivered once.
+    Its window stays open, and unread, until the live lane's snapshot gives it its end (:func:`backfill_bounded`).
     """
     if mode == "now":
         return None
     return Position(windows=(Window(max(since or 1, 1)),))
 
 
+def backfill_bounded(backfill: Position, live: Position) -> tuple[Position | None, Position]:
+    """The history and live lanes once the live lane's snapshot is read: they meet at the snapshot's floor.
+
+    The history ends at the floor, a Boro time the snapshot proved, so it never reads the present. The snapshot's
+    token follows only what changed after its reply, which may be later than the floor (a change counter tells no
+    time), so the live lane first reads the open window from the floor's second by period, then follows tokens:
+    every change after the floor is the live lane's, in order, and the shared second is read by both (the
+    transition memory drops the repeat). Without a floor past the history's start, the live lane reads the whole
+    history itself and there is no history lane. A history bounded already (a resumed stream) stays as it is.
+    """
+    if len(backfill.windows) != 1 or backfill.windows[0].high is not None:
+        return backfill, live
+    start = backfill.windows[0].low
+    if live.floor is None or live.floor - 1 <= start:
+        return None, _moved(live, windows=(Window(start),))
+    return _moved(backfill, windows=(Window(start, live.floor),)), _moved(live, windows=(Window(live.floor - 1),))
+
+
 def backfill_remaining(backfill: Position | None, clock: int | None) -> int | None:
-    """Seconds of Boro time between the history read's next window and ``clock`` (0 once done; None: unknown)."""
+    """Seconds of Boro time between the history read's next window and its end (0 once done; None: unknown).
+
+    A history not yet bounded (or written by a release that read it up to the present) ends at ``clock``.
+    """
     if backfill is None or not backfill.busy:
         return 0
-    latest = _later(clock, backfill.clock)
+    end = backfill.windows[-1].high
+    latest = end if end is not None else _later(clock, backfill.clock)
     return None if latest is None else max(latest - backfill.windows[0].low, 0)
 
 

@@ -23,7 +23,8 @@ class Stream:
 
     ``position`` is where reading has got to (fed, maybe not yet delivered), ``committed`` where the last
     delivered checkpoint left it. ``backfill`` (and ``committed_backfill``) is the first start's history read, a
-    lane beside the live one that feeds the same memory and never moves ``position``; None once done. Each
+    lane beside the live one that feeds the same memory; None once done. It is bounded where the live lane's
+    snapshot ends (:func:`reading.backfill_bounded`), and read only from then on. Each
     checkpoint built is committed (:meth:`advance`) or given up (:meth:`rollback`) in the order it was built; a
     round may be fed while the one before it is being delivered.
     """
@@ -123,8 +124,9 @@ class Stream:
         records = reading.combined(listings, read.hint, read.by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
-        elif self.backfill is not None:  # the history lane raises them in Boro's order: the snapshot gives its token
+        elif self.backfill is not None:  # the history raises them in Boro's order: the snapshot gives the token
             records = []
+            self.backfill, after = reading.backfill_bounded(self.backfill, after)
         transitions = self._remember(position, queries, answer, records)
         rejected = list(gathered.rejected.values())
         gathered.clear()

@@ -234,6 +234,25 @@ async def run_with_crashes(
     page_size=5,
     crash_at={6},
 )
+@example(  # a short history read beside the live lane: a task's change emitted after a later one of the same task
+    personality=Personality(stop_seconds=4.0),
+    fault_mix=Faults(error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=0,
+    page_size=5,
+    crash_at={52},
+)
+@example(  # the history lane reading the present met a task's newer changes before the live lane's older ones
+    personality=Personality(stop_seconds=4.0), fault_mix=Faults(retry_after=0.0), seed=159, page_size=5, crash_at={2}
+)
+@example(  # the same through every fault, newest first, Boro's clock five minutes behind
+    personality=Personality(
+        token_order="newest_first", period_order="newest_first", clock_offset=-300.0, stop_seconds=4.0
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=159,
+    page_size=5,
+    crash_at={2},
+)
 @given(
     personality=personalities,
     fault_mix=faults,
