@@ -35,10 +35,20 @@ class _Clock:
         return self.now
 
 
-def record_replies(*, projects: int, rounds: int, records_per_round: int, seed: int = 7) -> list[RecordedReply]:
-    """Poll a simulated world ``rounds`` times, each after ``records_per_round`` new records (states clear too)."""
+def record_replies(
+    *, projects: int, rounds: int, records_per_round: int, seed: int = 7, probes_per_project: int = 2
+) -> list[RecordedReply]:
+    """Poll a simulated world ``rounds`` times, each after ``records_per_round`` new records (states clear too);
+    each project has ``probes_per_project`` probes of three tasks."""
     clock = _Clock()
-    sim = Simulator(seed=seed, projects=projects, rate_per_second=0, mean_state_seconds=6.0, clock=clock)
+    sim = Simulator(
+        seed=seed,
+        projects=projects,
+        probes_per_project=probes_per_project,
+        rate_per_second=0,
+        mean_state_seconds=6.0,
+        clock=clock,
+    )
     tokens: dict[int, int | float] = {project.id: sim.current_token() for project in sim.projects()}
     replies = []
     for _ in range(rounds):

@@ -45,6 +45,13 @@ def test_hotpath_bench_prints_its_table() -> None:
     assert_table(output, "hot path", ["borobridge hot path", "naive (json, cloudevents SDK)", "  stage: decode"], 2)
 
 
+def test_partitioning_bench_prints_its_tables() -> None:
+    output = run_bench("partitioning")
+    rows = ["hot path of the round", "partitioning, borobridge murmur2", "partitioning, aiokafka DefaultPartitioner"]
+    assert_table(output, "partitioning per round", rows, 0)
+    assert output.count("== partitioning per round") == 2, output
+
+
 @pytest.mark.kafka
 def test_e2e_bench_prints_its_tables(kafka: KafkaCluster) -> None:
     output = run_bench("e2e", "--bootstrap", kafka.bootstrap)
