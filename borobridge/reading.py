@@ -446,18 +446,20 @@ def _in_the_present(window: Window, clock: int | None, page: Answer) -> bool:
 def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> tuple[Window, ...]:
     """Two windows sharing their boundary second, oldest first.
 
-    The split is where the full page shows records: the median of its exact change times inside the window, so a
-    long stretch with nothing in it costs no halving. Without such times a bounded window is halved and an open
-    one splits at the latest Boro time seen.
+    The split is where the full page shows records: the median of its exact change times in the window, moved
+    one second inside it when it is an end second, so a long stretch with nothing in it costs no halving (a page
+    of changes in the last second of ``[1, B]`` splits off ``[B - 1, B]``, not half of Unix time). Without such
+    times a bounded window is halved and an open one splits at the latest Boro time seen.
     """
     high = window.high if window.high is not None else math.inf
-    inside = sorted(
+    seen = sorted(
         t
         for t in (item.record.trigger_time for item in records if item.record.active is not False)
-        if window.low < t < high
+        if window.low <= t <= high
     )
-    if inside:
-        middle = inside[len(inside) // 2]
+    if seen:
+        middle = max(seen[len(seen) // 2], window.low + 1)
+        middle = middle if window.high is None else min(middle, window.high - 1)
     elif window.high is None:
         middle = max(window.low + 1, clock or 0)
     else:

@@ -78,7 +78,12 @@ def test_full_windows_split_oldest_first_sharing_their_boundary_second() -> None
     full = page([event(i, NOW + 20) for i in range(3)], 99)
     opened = after(Position(token=1, floor=NOW, windows=(Window(NOW),)), full)
     assert opened.windows == (Window(NOW, NOW + 20), Window(NOW + 20)), "split at the latest Boro time seen"
-    halved = after(Position(token=1, windows=(Window(NOW, NOW + 20), Window(NOW + 20))), full)
+    at_its_end = after(Position(token=1, windows=(Window(NOW, NOW + 20), Window(NOW + 20))), full)
+    assert at_its_end.windows == (Window(NOW, NOW + 19), Window(NOW + 19, NOW + 20), Window(NOW + 20)), (
+        "changes in a window's last second split it off, not half of the window"
+    )
+    clears = page([decoded(i, active=False, trigger_time=NOW - 50) for i in range(3)], 99)
+    halved = after(Position(token=1, windows=(Window(NOW, NOW + 20), Window(NOW + 20))), clears)
     assert halved.windows == (Window(NOW, NOW + 10), Window(NOW + 10, NOW + 20), Window(NOW + 20))
 
 
@@ -138,7 +143,8 @@ def test_a_listing_whose_direction_nothing_tells_is_read_again_in_smaller_window
     assert (split.windows, split.token) == ((Window(NOW - 1, NOW), Window(NOW)), 40), "split where it shows changes"
     bounded = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW, NOW + 8),))
     assert not reading.usable(bounded, unsure)
-    assert reading.after_reply(bounded, unsure, fresh=False).windows == (Window(NOW, NOW + 4), Window(NOW + 4, NOW + 8))
+    narrowed = reading.after_reply(bounded, unsure, fresh=False).windows
+    assert narrowed == (Window(NOW, NOW + 1), Window(NOW + 1, NOW + 8)), "its changes' second is split off"
     one_second = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW, NOW + 1),))
     assert reading.usable(one_second, unsure), "within one second any order is Boro's order"
     assert reading.usable(reading_gap, reading.answer_of([listing], -2)), "a direction seen before decides"

@@ -253,6 +253,22 @@ async def run_with_crashes(
     page_size=5,
     crash_at={2},
 )
+@example(  # a short history [1, B] with its changes in B's second was halved down from 1 for ~60 reads, past its cycle
+    personality=Personality(
+        token="timestamp", token_order="newest_first", clock_offset=3600.0, stop_seconds=4.0, moving_records=0.3
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, error_item=0.1, retry_after=0.0),
+    seed=0,
+    page_size=5,
+    crash_at=set(),
+)
+@example(  # the same with error items alone: three cycles with a failed history read ended its head start
+    personality=Personality(token="timestamp", stop_seconds=4.0),
+    fault_mix=Faults(error_item=0.1, retry_after=0.0),
+    seed=0,
+    page_size=5,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
