@@ -38,6 +38,7 @@ class MemoryCommitter:
         self.deliveries = 0
         self.failed: list[Batch] = []
         self.fail_at: set[int] = set()
+        self.fail_first_events = False  # fail the first delivery that carries events
         self.hold_until: asyncio.Event | None = None
 
     async def restore(self) -> dict[str, Checkpoint]:
@@ -49,6 +50,9 @@ class MemoryCommitter:
             async with asyncio.timeout(GATE_S):
                 await self.hold_until.wait()
             self.hold_until = None
+        if self.fail_first_events and batch.events:
+            self.fail_first_events = False
+            self.fail_at.add(self.deliveries)
         if self.deliveries in self.fail_at:
             self.failed.append(batch)
             raise SinkError(f"delivery {self.deliveries} refused by the test")
@@ -121,10 +125,9 @@ async def test_one_round_is_delivered_and_committed() -> None:
     sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
     committer = MemoryCommitter()
     async with pipeline_on(Boro(sim), committer, bridge_settings()) as pipeline:
-        await pipeline.poll_once()
+        await pipeline.poll_once()  # the snapshot, the history, then the live lane: rounds of one cycle
         streams = {stream.id for stream in pipeline.streams}
     assert expected_ids(sim), "the scenario has transitions to deliver"
-    assert committer.deliveries == 1, "a small world is read in one round"
     assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
     assert set(committer.checkpoints) == streams, "every stream's cursor is committed with its events"
     async with pipeline_on(Boro(sim), committer, bridge_settings()) as restarted:
@@ -135,15 +138,16 @@ async def test_one_round_is_delivered_and_committed() -> None:
 async def test_a_failed_delivery_rolls_back_and_the_next_round_yields_the_same_events() -> None:
     sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
     committer = MemoryCommitter()
-    committer.fail_at = {1}
+    committer.fail_first_events = True
     async with pipeline_on(Boro(sim), committer, bridge_settings()) as pipeline:
         await pipeline.poll_once()
         assert committer.events == [], "nothing of a refused batch counts as delivered"
-        assert committer.checkpoints == {}
+        snapshots = dict(committer.checkpoints)
         await pipeline.poll_once()
     [refused] = committer.failed
-    assert batch_ids(refused) == expected_ids(sim)
-    assert ids_of(committer.events) == batch_ids(refused), "the next round brings the refused events again"
+    assert batch_ids(refused), "the refused round carried the history"
+    assert all(saved.backfill is not None for saved in snapshots.values()), "its history read is not committed"
+    assert batch_ids(refused) <= ids_of(committer.events), "the next rounds bring the refused events again"
     assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
 
 
@@ -172,7 +176,8 @@ async def test_a_round_read_during_a_failing_delivery_is_given_up_with_it() -> N
     boro.on_task_alarms = lambda requests: second_round_read.set() if requests == 2 else None
     committer.hold_until = second_round_read
     committer.fail_at = {1}
-    settings = bridge_settings(BOROBRIDGE_BORO__PAGE_SIZE="10")
+    # a short history: its ~150 reads of crowded seconds fit in the first cycle, so each task's order is strict
+    settings = bridge_settings(BOROBRIDGE_BORO__PAGE_SIZE="10", BOROBRIDGE_BORO__RETRY__MAX_DRAIN_REQUESTS="400")
     async with pipeline_on(boro, committer, settings) as pipeline:
         await pipeline.poll_once()
         assert committer.deliveries == 1, "the round read behind the failed one is not delivered"
