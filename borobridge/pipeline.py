@@ -49,7 +49,7 @@ CYCLE = "cycle"  # the keys of the failures said once (streams are keyed by thei
 DISCOVERY = "discovery"
 BACKFILL_READS_PER_ROUND = 4  # history reads in one round, streams taking turns: live reads never wait behind them
 BACKFILL_LOG_INTERVAL = 60.0  # seconds between the progress lines of the history reads
-HEAD_START_CYCLES = 3  # cycles at most that a stream's live lane waits for its history while history reads fail
+HEAD_START_CYCLES = 10  # cycles at most that a stream's live lane waits for its history while history reads fail
 
 
 @dataclass(frozen=True, slots=True)
