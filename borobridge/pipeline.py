@@ -272,8 +272,8 @@ class Pipeline:
         if now < self._next_sweep.setdefault(stream.id, now + options.interval):
             return None
         self._next_sweep[stream.id] = now + options.interval
-        stream.sweep = reading.sweep_position(stream.position, options.window)
-        return stream.sweep
+        clocks = [s.position.clock for s in self._streams.values() if s.position.clock is not None]
+        return stream.start_sweep(options.window, max(clocks, default=None))
 
     def _prepare(self, reads: list[Read], results: list[PageResult]) -> Round:
         """Feed every answer to its stream and build the round's batch; nothing is delivered here."""
@@ -303,7 +303,7 @@ class Pipeline:
         self._metrics.records.inc(sum(page.size for page in pages))
         if read.purpose == "sweep":
             stream.sweep = fed.position if fed.position.windows else None
-            self._count_reconciled(stream, fed.transitions)
+            self._count_reconciled(stream, stream.missed(read.position, fed.transitions))
         elif read.purpose == "backfill":
             stream.backfill = fed.position if fed.position.busy else None
         else:

@@ -360,16 +360,42 @@ def read_bound(query: AlarmQuery, clock: int | None) -> int | None:
     return query.period_to if query.period_to is not None else clock
 
 
-def sweep_position(position: Position, window: int) -> Position | None:
-    """The reconciliation sweep's read: ``window`` seconds of Boro's clock up to the stream's floor.
+def sweep_position(position: Position, window: int, boro_clock: int | None = None) -> Position | None:
+    """The reconciliation sweep's read: ``window`` seconds of Boro's clock back from the latest Boro time known
+    (``boro_clock``: any stream's of this server), up to Boro's present.
 
     It is a throwaway position, read with :func:`next_query` and :func:`after_reply` like any other, that never
-    touches the stream's own. It ends before the floor: what changed since is the token's to deliver, in order,
-    and a sweep that met it first would report a miss that is none.
+    touches the stream's own. Its windows are the past up to the stream's floor, then an open one from the floor
+    on: a task ``"*"`` left out before the bridge saw it may have changed after the last Boro time any reply
+    proved, and only an open window reaches that. A stream that never proved a Boro time of its own (all its
+    probes stopped from the start) is swept from the server's. What the open window finds of a task the token
+    path already asks for by id is no miss (see :func:`missed`).
     """
-    if position.floor is None or position.busy:
+    reach = _later(position.floor, boro_clock)
+    if reach is None or position.busy:
         return None
-    return Position(clock=position.clock, windows=(Window(max(position.floor - window, 1), position.floor - 1),))
+    low = max(reach - window, 1)
+    if position.floor is None or position.floor - 1 <= low:
+        return Position(clock=_later(position.clock, boro_clock), windows=(Window(low),))
+    windows = (Window(low, position.floor - 1), Window(position.floor - 1))
+    return Position(clock=_later(position.clock, boro_clock), windows=windows)
+
+
+def past_the_floor(sweep: Position, start: Position) -> bool:
+    """Whether the window ``sweep`` reads now lies in the open window of ``start`` (the sweep as it began), or in
+    one it was split into: past the floor, where the token path has not read everything yet."""
+    tail = start.windows[-1].low
+    return bool(sweep.windows) and (sweep.windows[0].high is None or sweep.windows[0].high > tail)
+
+
+def missed(sweep: Position, start: Position, task_id: int, covered: Collection[int]) -> bool:
+    """Whether a transition of ``task_id`` the sweep found, read at ``sweep``, is one the token path missed.
+
+    Before the floor every find is. Past it, the token path reads the tasks it asks for by id (``covered``, the
+    tasks seen when the sweep began) on its own, later: a find there is no miss; only one of a task it never asked
+    for, that ``"*"`` left out, is.
+    """
+    return not past_the_floor(sweep, start) or task_id not in covered
 
 
 def _after_snapshot_page(position: Position, page: Answer, *, fresh: bool) -> Position:

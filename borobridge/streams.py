@@ -43,6 +43,8 @@ class Stream:
     _directions: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # by kind of listing
     _marks: deque[_Mark] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
+    _sweep_start: Position | None = field(default=None, init=False, repr=False)  # the sweep under way as it began
+    _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id as it began
 
     def __post_init__(self) -> None:
         self.position = self.committed
@@ -138,6 +140,25 @@ class Stream:
         clock = max((c for c in (answer.clock, position.clock) if c is not None), default=None)
         self.tasks.update(item.record.task_id for item in records)
         return self.memory.feed(records, reading.read_bound(queries[0], clock))
+
+    def start_sweep(self, window: int, boro_clock: int | None) -> Position | None:
+        """Begin a reconciliation sweep (:func:`reading.sweep_position`); ``boro_clock`` is the latest Boro time
+        any stream of this server proved."""
+        self.sweep = reading.sweep_position(self.position, window, boro_clock)
+        if self.sweep is not None:
+            self._sweep_start, self._swept_by_id = self.sweep, frozenset(self.tasks)
+        return self.sweep
+
+    def missed(self, sweep: Position, transitions: list[AlarmTransition]) -> list[AlarmTransition]:
+        """The transitions the sweep found, read at ``sweep``, that the token path had missed (:func:`reading.missed`).
+
+        While the stream's own reads are behind (a period read under way), what the sweep finds past the floor
+        may be theirs still: it is delivered, but not counted as missed.
+        """
+        start = self._sweep_start
+        if start is None or (self.position.busy and reading.past_the_floor(sweep, start)):
+            return []
+        return [t for t in transitions if reading.missed(sweep, start, t.record.task_id, self._swept_by_id)]
 
     def checkpoint(self) -> Checkpoint:
         """The record that commits this stream where it stands now, memory as fed so far."""

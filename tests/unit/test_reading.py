@@ -224,8 +224,38 @@ def test_within_one_second_the_ids_of_new_records_tell_the_direction() -> None:
     assert reading.direction(newest_first) < 0
 
 
-def test_the_sweep_ends_before_the_floor() -> None:
+def test_the_sweep_reads_up_to_the_floor_then_on_to_boros_present() -> None:
+    """A task ``"*"`` left out before the bridge saw it may have changed after the last Boro time any reply proved
+    (a quiet stream with sequence tokens proves none): only an open window from the floor on reaches it."""
     sweep = reading.sweep_position(Position(token=5, floor=NOW, clock=NOW + 3), 900)
     assert sweep is not None
-    assert sweep.windows == (Window(NOW - 900, NOW - 1),)
-    assert reading.sweep_position(Position(token=5), 900) is None, "no Boro time known yet"
+    assert sweep.windows == (Window(NOW - 900, NOW - 1), Window(NOW - 1))
+    assert sweep.clock == NOW + 3
+
+
+def test_a_stream_that_proved_no_boro_time_is_swept_from_the_servers() -> None:
+    """Every probe of the project stopped before the bridge saw any of its tasks: no reply of its own ever proved
+    a Boro time, so the sweep reaches back from the latest time another stream of the server proved."""
+    assert reading.sweep_position(Position(token=5), 900) is None, "no Boro time known anywhere yet"
+    sweep = reading.sweep_position(Position(token=5), 900, boro_clock=NOW)
+    assert sweep is not None
+    assert (sweep.windows, sweep.clock) == ((Window(NOW - 900),), NOW)
+
+
+def test_a_floor_far_behind_boros_clock_is_swept_by_one_open_window() -> None:
+    sweep = reading.sweep_position(Position(token=5, floor=NOW - 5000, clock=NOW - 5000), 900, boro_clock=NOW)
+    assert sweep is not None
+    assert sweep.windows == (Window(NOW - 900),), "the sweep reaches back its window from the latest Boro time"
+
+
+def test_only_a_task_the_token_path_never_asked_for_is_missed_after_the_floor() -> None:
+    """What the open window finds of a task the token path asks for by id is the token path's to deliver later
+    (a state that cleared while the sweep listed it): not a miss. Before the floor every find is one."""
+    sweep = reading.sweep_position(Position(token=5, floor=NOW, clock=NOW), 900)
+    assert sweep is not None
+    assert reading.missed(sweep, sweep, 7, covered={7}), "before the floor"
+    tail = Position(clock=NOW, windows=sweep.windows[1:])
+    assert not reading.missed(tail, sweep, 7, covered={7})
+    assert reading.missed(tail, sweep, 8, covered={7}), "a task '*' left out before it was seen"
+    split = Position(clock=NOW + 1, windows=(Window(NOW - 1, NOW + 1), Window(NOW + 1)))  # paged in the present
+    assert not reading.missed(split, sweep, 7, covered={7}), "a window the open one was split into"

@@ -44,7 +44,7 @@ personalities = st.builds(
     period_order=st.sampled_from(["oldest_first", "newest_first"]),
     clock_offset=st.sampled_from([0.0, -3600.0, -300.0, 300.0, 3600.0]),
     probe_stops=st.sampled_from([0.0, 0.3]),
-    stop_seconds=st.just(4.0),
+    stop_seconds=st.sampled_from([4.0, 30.0]),
     moving_records=st.sampled_from([0.0, 0.3]),
 )
 faults = st.builds(
@@ -267,6 +267,20 @@ async def run_with_crashes(
     fault_mix=Faults(error_item=0.1, retry_after=0.0),
     seed=0,
     page_size=5,
+    crash_at=set(),
+)
+@example(  # both probes of a project stopped before the bridge saw any of its tasks: no Boro time of its own
+    personality=Personality(token="sequence", probe_stops=0.3, stop_seconds=30.0),
+    fault_mix=Faults(retry_after=0.0),
+    seed=1551,
+    page_size=20,
+    crash_at=set(),
+)
+@example(  # a hidden task's event after the last Boro time any reply proved, the world quiet afterwards
+    personality=Personality(token="sequence", probe_stops=0.3, stop_seconds=30.0),
+    fault_mix=Faults(retry_after=0.0),
+    seed=2,
+    page_size=20,
     crash_at=set(),
 )
 @given(
