@@ -29,6 +29,7 @@ from tests.support.settings import boro_environ
 
 PROJECTS = (23, 24)
 TASK = 241555  # the first task of project 23
+FIRST_CYCLE_S = 10.0
 
 
 class CountingBoro:
@@ -90,6 +91,18 @@ class WatchedSink:
             await self._changed.wait_for(lambda: wanted(self.ids))
 
 
+class WatchedDoorbell(Doorbell):
+    """A doorbell that tells a test when the poll loop first waits on it: its first cycle is over."""
+
+    def __init__(self, *, min_gap: float, metrics: Metrics) -> None:
+        super().__init__(min_gap=min_gap, metrics=metrics)
+        self.idle = asyncio.Event()
+
+    async def sleep(self, stop: asyncio.Event, delay: float, *, rings: bool = True) -> None:
+        self.idle.set()
+        await super().sleep(stop, delay, rings=rings)
+
+
 class Bridge:
     """A polling pipeline with its doorbell, webhook endpoint and watched sink."""
 
@@ -127,7 +140,7 @@ async def running_bridge(
         ),
     )
     metrics = Metrics()
-    doorbell = Doorbell(min_gap=min_gap, metrics=metrics)
+    doorbell = WatchedDoorbell(min_gap=min_gap, metrics=metrics)
     sink = WatchedSink(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), tmp_path / "events.jsonl"))
     app = WebhookApp(WebhookSettings(enabled=True), doorbell, lambda: set(PROJECTS), metrics)
     stop = asyncio.Event()
@@ -143,7 +156,8 @@ async def running_bridge(
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(pipeline.run(stop, doorbell))
             try:
-                await boro.until(1)
+                async with asyncio.timeout(FIRST_CYCLE_S):  # the first start read whole: the bridge waits for a ring
+                    await doorbell.idle.wait()
                 yield Bridge(boro, sink, webhooks, metrics)
             finally:
                 boro.gate.set()
