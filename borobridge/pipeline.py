@@ -252,11 +252,12 @@ class Pipeline:
 
     def _backfill_reads(self) -> list[Read]:
         """The next history read of at most :data:`BACKFILL_READS_PER_ROUND` streams, taking turns; a history waits
-        for its bound until its live lane's snapshot is read."""
+        for its bound until its live lane's snapshot is read, and a stream held back waits for its backoff."""
+        resting = self._backfill_resting | set(self._held.waiting())
         waiting = [
             s
             for s in self._streams.values()
-            if s.backfill is not None and not s.position.snapshot and s.id not in self._backfill_resting
+            if s.backfill is not None and not s.position.snapshot and s.id not in resting
         ]
         if not waiting:
             return []
