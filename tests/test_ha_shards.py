@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from borobridge.checkpoint import Checkpoint
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
+from borobridge.kafka.sharding import ShardClaim, shard_of
 from borobridge.kafka.sink import KafkaSink
 from borobridge.simulator import Simulator, serve_simulator
 from tests.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
@@ -34,7 +35,7 @@ from tests.test_bridge_e2e import advancing
 from tests.test_kafka_delivery import bridge_config
 from tests.test_kafka_fencing import committed
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = pytest.mark.kafka
 
 SHARDS = 6  # the default partition count of the checkpoint topic (bridge_config sets none)
 PROJECTS = 8
@@ -164,6 +165,7 @@ async def all_committed(kafka: KafkaCluster, prefix: str, sim: Simulator, replic
         await asyncio.sleep(0.5)
 
 
+@pytest.mark.slow
 async def test_sigkill_of_one_of_three_moves_its_shards_and_keeps_exactly_once(
     kafka: KafkaCluster, tmp_path: Path
 ) -> None:
@@ -193,6 +195,7 @@ async def test_sigkill_of_one_of_three_moves_its_shards_and_keeps_exactly_once(
     assert victims <= later, "the killed replica's shards committed nothing under their new owners"
 
 
+@pytest.mark.slow
 async def test_a_replica_paused_past_its_session_commits_nothing_stale_and_rejoins(
     kafka: KafkaCluster, tmp_path: Path
 ) -> None:
@@ -227,6 +230,7 @@ async def test_a_replica_paused_past_its_session_commits_nothing_stale_and_rejoi
     assert_one_owner_per_generation(owners)
 
 
+@pytest.mark.slow
 async def test_scaling_one_to_three_to_one_loses_and_repeats_nothing(kafka: KafkaCluster, tmp_path: Path) -> None:
     async with replicas_of_one_bridge(kafka, tmp_path, seed=53) as (replicas, sim, prefix, checkpoints):
         async with advancing(sim, every=0.2):
@@ -259,6 +263,7 @@ async def test_scaling_one_to_three_to_one_loses_and_repeats_nothing(kafka: Kafk
     assert len({generation for records in owners.values() for generation, _ in records}) >= 3, owners
 
 
+@pytest.mark.slow
 async def test_a_replica_fences_an_instance_that_writes_without_shards(kafka: KafkaCluster, tmp_path: Path) -> None:
     """An instance of the earlier layout (transactional id ``borobridge-<name>``) cannot commit once a replica of
     the sharded layout has started: the two would otherwise write the same streams side by side."""
@@ -274,3 +279,20 @@ async def test_a_replica_fences_an_instance_that_writes_without_shards(kafka: Ka
                 await unsharded.deliver(Batch(checkpoints=[Checkpoint(stream="old/1", update_token=5)]))
         finally:
             await replicas.stop_all()
+
+
+async def test_cursors_of_the_unsharded_layout_are_restored_by_their_shard(kafka: KafkaCluster) -> None:
+    """Checkpoints written without shards sit in the partition of their shard: each shard restores exactly its own."""
+    settings, prefix = kafka_settings(kafka.bootstrap)
+    streams = [f"boro.example:443/{project}" for project in range(40)]
+    async with KafkaSink(settings, prefix) as unsharded:
+        await unsharded.restore()
+        await unsharded.deliver(Batch(checkpoints=[Checkpoint(stream=s, update_token=7) for s in streams]))
+    count = settings.topics.partitions
+    restored: dict[int, set[str]] = {}
+    for shard in range(count):
+        claim = ShardClaim(number=shard, count=count, generation=1, member="test")
+        async with KafkaSink(settings, prefix, claim=claim) as sink:
+            restored[shard] = set(await sink.restore())
+    assert restored == {shard: {s for s in streams if shard_of(s, count) == shard} for shard in range(count)}
+    assert set().union(*restored.values()) == set(streams)
