@@ -4,6 +4,11 @@ Resources are async context managers entered on one ``AsyncExitStack``; the loop
 ``TaskGroup``. SIGTERM and SIGINT let the cycle in flight finish and commit; past ``SHUTDOWN_GRACE`` it is
 cancelled, which loses nothing because an uncommitted cycle is simply polled again at the next start.
 
+With a ``kafka`` section the process joins its bridge's shard group and runs one pipeline per shard it is
+assigned (:mod:`borobridge.shards`); on a signal every shard is released as at a revocation (its cycle finishes
+within ``REVOKE_GRACE``) and the process leaves the group, whose next owners take the shards over at once. Without
+Kafka one pipeline polls every stream.
+
 The built-in simulator is a new Boro world at every start, with record ids of its own: cursors saved against
 an earlier world do not apply to it, so its streams start afresh (the output file is still cut back to its
 last commit).
