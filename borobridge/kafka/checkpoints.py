@@ -46,8 +46,8 @@ async def committed_checkpoints(
 
 
 def checkpoint_records(topic: str, checkpoints: Iterable[Checkpoint], headers: Headers = ()) -> list[KafkaRecord]:
-    """The records that write ``checkpoints``, keyed by stream, each with ``headers``."""
-    return [KafkaRecord(topic, c.stream.encode(), _ENCODER.encode(c), headers) for c in checkpoints]
+    """The records that write ``checkpoints``, keyed by stream, each with ``headers`` (aiokafka takes lists only)."""
+    return [KafkaRecord(topic, c.stream.encode(), _ENCODER.encode(c), list(headers)) for c in checkpoints]
 
 
 async def _read_to_end(
