@@ -224,7 +224,14 @@ async def _usage(pids: list[int], seconds: float) -> list[Usage]:
     return [Usage([(last[pid].cpu_seconds - first[pid].cpu_seconds) / elapsed], [peaks[pid] / 2**20]) for pid in pids]
 
 
-async def _run_replicas(kafka_bootstrap: str, projects: int, count: int, seconds: float, name: str) -> list[Usage]:
+@dataclass
+class FleetUsage:
+    replicas: list[Usage]
+    simulator: Usage
+    streams: list[int]  # streams opened by each replica (its log's "opened" lines)
+
+
+async def _run_replicas(kafka_bootstrap: str, projects: int, count: int, seconds: float, name: str) -> FleetUsage:
     with tempfile.TemporaryDirectory(prefix="bench-ha-scale-") as scratch:
         options = ["--projects", str(projects), "--rate", str(projects / 50), "--step", "1.0", "--retain", "600"]
         async with simulator_process(options) as sim:
@@ -235,7 +242,22 @@ async def _run_replicas(kafka_bootstrap: str, projects: int, count: int, seconds
                 if count == REPLICAS:
                     await replicas.settled()
                 await asyncio.sleep(3 * SCALE_POLL_INTERVAL)  # the first starts done, cycles at their pace
-                return await _usage([replica.pid for replica in replicas.replicas], seconds)
+                *usages, simulator = await _usage([r.pid for r in replicas.replicas] + [sim.process.pid], seconds)
+                streams = [_opened(replica.log) for replica in replicas.replicas]
+                for replica in replicas.replicas:
+                    _print_warnings(replica.log)
+                return FleetUsage(usages, simulator, streams)
+
+
+def _print_warnings(log: Path, last: int = 5) -> None:
+    """The last warnings a replica logged, on stderr: a figure from a replica in trouble means little."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    for line in [line for line in lines if " WARNING " in line or " ERROR " in line][-last:]:
+        print(f"{log.name}: {line}", file=sys.stderr)
+
+
+def _opened(log: Path) -> int:
+    return sum(1 for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if " opened at " in line)
 
 
 async def measure_scale(projects: int, seconds: float) -> Table:
@@ -245,13 +267,19 @@ async def measure_scale(projects: int, seconds: float) -> Table:
     table = Table(
         f"scale: {projects} projects over {REPLICAS} replicas vs {projects // REPLICAS} on one, {seconds:.0f} s"
     )
-    for index, usage in enumerate(shared):
+    for index, usage in enumerate(shared.replicas):
         table.add(Series(f"replica {index} of {REPLICAS}: CPU", "% of core", [100 * s for s in usage.cpu_share]))
         table.add(Series(f"replica {index} of {REPLICAS}: peak RSS", "MiB", usage.rss_mb))
-    table.add(Series(f"one replica, {projects // REPLICAS} projects: CPU", "% of core", [100 * alone[0].cpu_share[0]]))
-    table.add(Series(f"one replica, {projects // REPLICAS} projects: peak RSS", "MiB", alone[0].rss_mb))
-    worst_cpu = max(usage.cpu_share[0] for usage in shared)
-    worst_rss = max(usage.rss_mb[0] for usage in shared)
+    table.add(Series(f"simulator, {projects} projects: CPU", "% of core", [100 * shared.simulator.cpu_share[0]]))
+    one = alone.replicas[0]
+    table.add(Series(f"one replica, {projects // REPLICAS} projects: CPU", "% of core", [100 * one.cpu_share[0]]))
+    table.add(Series(f"one replica, {projects // REPLICAS} projects: peak RSS", "MiB", one.rss_mb))
+    table.add(
+        Series(f"simulator, {projects // REPLICAS} projects: CPU", "% of core", [100 * alone.simulator.cpu_share[0]])
+    )
+    worst_cpu = max(usage.cpu_share[0] for usage in shared.replicas)
+    worst_rss = max(usage.rss_mb[0] for usage in shared.replicas)
+    table.notes.append(f"streams opened per replica: {shared.streams}; by the one replica: {alone.streams}")
     table.checks.append(Check("busiest replica CPU", 100 * worst_cpu, 100 * TARGET_CPU_SHARE, unit="% of a core"))
     table.checks.append(Check("largest replica peak RSS", worst_rss, TARGET_RSS_MB, unit="MiB"))
     table.notes.append(machine_load())
