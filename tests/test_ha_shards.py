@@ -65,12 +65,12 @@ async def until(condition: Any, seconds: float, why: str, processes: list[Bridge
         await asyncio.sleep(0.2)
 
 
-def settled(processes: list[BridgeProcess]) -> bool:
+def settled(processes: list[BridgeProcess], count: int = SHARDS) -> bool:
     """Every running process was assigned in one generation, and together they own every shard exactly once."""
     latest = [owned(p) for p in processes]
     generations = {generation for generation, _ in latest}
     shards = [shard for _, mine in latest for shard in mine]
-    return len(generations) == 1 and -1 not in generations and sorted(shards) == list(range(SHARDS))
+    return len(generations) == 1 and -1 not in generations and sorted(shards) == list(range(count))
 
 
 async def checkpoint_owners(bootstrap: str, topic: str) -> dict[int, list[tuple[int, str]]]:
@@ -274,7 +274,8 @@ async def test_a_replica_fences_an_instance_that_writes_without_shards(kafka: Ka
         replicas = Replicas(bridge_config(tmp_path, url, settings, prefix), tmp_path)
         try:
             replica = await replicas.start()
-            await until(lambda: settled([replica]), SETTLE_S, "the replica did not own every shard", [replica])
+            shards = settings.topics.partitions  # the test's sink created the checkpoint topic
+            await until(lambda: settled([replica], shards), SETTLE_S, "the replica did not own every shard", [replica])
             with pytest.raises(FencedError, match=f"took over transactional id 'borobridge-{prefix}'"):
                 await unsharded.deliver(Batch(checkpoints=[Checkpoint(stream="old/1", update_token=5)]))
         finally:
