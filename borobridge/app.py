@@ -4,6 +4,11 @@ Resources are async context managers entered on one ``AsyncExitStack``; the loop
 ``TaskGroup``. SIGTERM and SIGINT let the cycle in flight finish and commit; past ``SHUTDOWN_GRACE`` it is
 cancelled, which loses nothing because an uncommitted cycle is simply polled again at the next start.
 
+With a ``kafka`` section the process joins its bridge's shard group and runs one pipeline per shard it is
+assigned (:mod:`borobridge.shards`); on a signal every shard is released as at a revocation (its cycle finishes
+within ``REVOKE_GRACE``) and the process leaves the group, whose next owners take the shards over at once. Without
+Kafka one pipeline polls every stream.
+
 The built-in simulator is a new Boro world at every start, with record ids of its own: cursors saved against
 an earlier world do not apply to it, so its streams start afresh (the output file is still cut back to its
 last commit).
@@ -15,10 +20,13 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
+
+import msgspec
 
 from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
@@ -26,15 +34,18 @@ from borobridge.boro.http import BoroHttpClient
 from borobridge.checkpoint import FileCheckpointStore
 from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
-from borobridge.errors import KafkaUnreachableError
+from borobridge.errors import KafkaClientError, KafkaUnreachableError
 from borobridge.health import Health, ReportingCommitter
 from borobridge.health_http import serve_health
+from borobridge.kafka.group import ShardGroup
+from borobridge.kafka.producer import fence_unsharded, transactional_id
 from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
 from borobridge.mqtt_relay import MqttRelay
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
-from borobridge.settings import Settings
+from borobridge.settings import KafkaSettings, Settings
+from borobridge.shards import Shards
 from borobridge.simulator import Simulator, describe, faults_from, personality_from, serve_simulator
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
@@ -62,31 +73,129 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
         http = await stack.enter_async_context(BoroHttpClient(settings.boro, metrics.boro_request_seconds))
         publisher = await _mqtt_publisher(settings, stack)
-        committer = await _committer(settings, stack, publisher, Starting(health, stop, _backoff(settings)))
-        if committer is None:
-            log.info("borobridge stopped before Kafka could be reached")
-            return
-        sink = ReportingCommitter(committer, health, _sink_name(settings), metrics=metrics)
-        pipeline = Pipeline(
-            BoroClient(http, settings.boro, url=url),
-            sink,
-            settings,
-            server_name=server_name(settings, url),
-            metrics=metrics,
-            health=health,
-        )
-        await pipeline.restore(keep_cursors=bool(settings.boro.url))
-        doorbell = await _serve_webhooks(settings, pipeline, metrics, stack)
-        health.mark_restored()
-        async with asyncio.TaskGroup() as tasks:
-            poll = tasks.create_task(pipeline.run(stop, doorbell), name="poll")
-            if settings.kafka is not None and publisher is not None:
-                relay = MqttRelay(
-                    settings.kafka, publisher, settings.name, metrics=metrics, backoff=_backoff(settings), health=health
-                )
-                tasks.create_task(relay.run(stop), name="mqtt-relay")
-            tasks.create_task(_cancel_after_grace(stop, poll), name="shutdown-guard")
+        new_pipeline = _pipeline_maker(settings, BoroClient(http, settings.boro, url=url), url, metrics, health)
+        starting = Starting(health, stop, _backoff(settings))
+        if settings.kafka is not None:
+            await _run_shards(
+                settings,
+                kafka=settings.kafka,
+                new_pipeline=new_pipeline,
+                publisher=publisher,
+                health=health,
+                metrics=metrics,
+                stop=stop,
+                stack=stack,
+                starting=starting,
+            )
+        else:
+            await _run_alone(
+                settings,
+                new_pipeline=new_pipeline,
+                publisher=publisher,
+                health=health,
+                metrics=metrics,
+                stop=stop,
+                stack=stack,
+            )
     log.info("borobridge stopped")
+
+
+PipelineMaker = Callable[[Committer, Callable[[str], bool] | None], Pipeline]
+
+
+def _pipeline_maker(
+    settings: Settings, client: BoroClient, url: str, metrics: Metrics, health: Health
+) -> PipelineMaker:
+    """Pipelines over one Boro client, each for the streams ``owns`` accepts (every stream: None)."""
+
+    def new_pipeline(committer: Committer, owns: Callable[[str], bool] | None) -> Pipeline:
+        server = server_name(settings, url)
+        return Pipeline(client, committer, settings, server_name=server, metrics=metrics, health=health, owns=owns)
+
+    return new_pipeline
+
+
+async def _run_alone(
+    settings: Settings,
+    *,
+    new_pipeline: PipelineMaker,
+    publisher: MqttPublisher | None,
+    health: Health,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    stack: AsyncExitStack,
+) -> None:
+    """Without Kafka: one pipeline polls every stream, its cursors in the local state file."""
+    committer = ReportingCommitter(
+        _local_committer(settings, stack, publisher), health, _sink_name(settings), metrics=metrics
+    )
+    pipeline = new_pipeline(committer, None)
+    await pipeline.restore(keep_cursors=bool(settings.boro.url))
+    doorbell = await _serve_webhooks(settings, lambda: [pipeline], metrics, stack)
+    health.mark_restored()
+    async with asyncio.TaskGroup() as tasks:
+        poll = tasks.create_task(pipeline.run(stop, doorbell), name="poll")
+        tasks.create_task(_cancel_after_grace(stop, poll), name="shutdown-guard")
+
+
+async def _run_shards(
+    settings: Settings,
+    *,
+    kafka: KafkaSettings,
+    new_pipeline: PipelineMaker,
+    publisher: MqttPublisher | None,
+    health: Health,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    stack: AsyncExitStack,
+    starting: Starting,
+) -> None:
+    """With Kafka: the topics and schemas seen to, then the shards this process is assigned in its shard group,
+    one pipeline each, and the MQTT relay beside them."""
+    if not await _prepare_kafka(settings, kafka, stack, starting):
+        log.info("borobridge stopped before Kafka could be reached")
+        return
+    shards: Shards | None = None
+    doorbell = await _serve_webhooks(settings, lambda: [] if shards is None else shards.pipelines, metrics, stack)
+    shards = Shards(
+        kafka,
+        settings.name,
+        lambda committer, claim: new_pipeline(committer, claim.owns),
+        health=health,
+        metrics=metrics,
+        backoff=lambda: _backoff(settings),
+        keep_cursors=bool(settings.boro.url),
+        doorbell=doorbell,
+    )
+    joining = lambda: ShardGroup(kafka, settings.name, assigned=shards.assigned, revoked=shards.revoked)  # noqa: E731
+    group = await starting.enter(stack, joining, "kafka", KafkaUnreachableError)
+    if group is None:
+        return
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(shards.run(stop), name="shards")
+        tasks.create_task(group.run(stop), name="shard-group")
+        if publisher is not None:
+            relay = MqttRelay(
+                kafka, publisher, settings.name, metrics=metrics, backoff=_backoff(settings), health=health
+            )
+            tasks.create_task(relay.run(stop), name="mqtt-relay")
+
+
+async def _prepare_kafka(settings: Settings, kafka: KafkaSettings, stack: AsyncExitStack, starting: Starting) -> bool:
+    """Create or check the topics and publish the schemas (without a transaction: replicas starting together must
+    not fence each other), then fence an instance that writes without shards. False: stopped meanwhile."""
+    untransacted = msgspec.structs.replace(kafka, transactional=False)
+    setup = await starting.enter(stack, lambda: KafkaSink(untransacted, settings.name), "kafka", KafkaUnreachableError)
+    if setup is None:
+        return False
+    if kafka.transactional:
+        try:
+            await fence_unsharded(kafka, settings.name, kafka.delivery_timeout_ms / 1000)
+        except (KafkaClientError, TimeoutError) as exc:
+            raise KafkaUnreachableError(
+                f"cannot take over transactional id {transactional_id(settings.name)!r}: {exc}"
+            ) from exc
+    return True
 
 
 async def _serve_health(settings: Settings, health: Health, metrics: Metrics, stack: AsyncExitStack) -> None:
@@ -96,23 +205,23 @@ async def _serve_health(settings: Settings, health: Health, metrics: Metrics, st
 
 
 async def _serve_webhooks(
-    settings: Settings, pipeline: Pipeline, metrics: Metrics, stack: AsyncExitStack
+    settings: Settings, pipelines: Callable[[], Iterable[Pipeline]], metrics: Metrics, stack: AsyncExitStack
 ) -> Doorbell | None:
     """With ``webhook.enabled``: the doorbell its webhooks ring, once the endpoint is served."""
     options = settings.webhook
     if not options.enabled:
         return None
     doorbell = Doorbell(min_gap=options.min_gap, metrics=metrics)
-    app = WebhookApp(options, doorbell, lambda: polled_projects(settings, pipeline), metrics)
+    app = WebhookApp(options, doorbell, lambda: polled_projects(settings, pipelines()), metrics)
     url = await stack.enter_async_context(serve_webhooks(app, options.host, options.port))
     log.info("serving Boro webhooks on %s/webhooks/boro/<project_id>", url)
     return doorbell
 
 
-def polled_projects(settings: Settings, pipeline: Pipeline) -> set[int]:
+def polled_projects(settings: Settings, pipelines: Iterable[Pipeline]) -> set[int]:
     """The projects a webhook may name: those configured, and those discovered so far."""
     configured = settings.boro.projects if settings.boro.projects != "all" else []
-    return {*configured, *(stream.base.project_id for stream in pipeline.streams)}
+    return {*configured, *(stream.base.project_id for pipeline in pipelines for stream in pipeline.streams)}
 
 
 def _sink_name(settings: Settings) -> str:
@@ -132,13 +241,8 @@ def delivery_bound(settings: Settings) -> float | None:
     return None
 
 
-async def _committer(
-    settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None, starting: Starting
-) -> Committer | None:
-    """Kafka when configured (None: stopped before it could be reached); else JSON lines with a local cursor
-    file, behind MQTT when that is configured."""
-    if (kafka := settings.kafka) is not None:
-        return await starting.enter(stack, lambda: KafkaSink(kafka, settings.name), "kafka", KafkaUnreachableError)
+def _local_committer(settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None) -> Committer:
+    """JSON lines with a local cursor file, behind MQTT when that is configured."""
     sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
     stack.callback(sink.close)
     return MqttDirectSink(publisher, sink) if publisher is not None else sink

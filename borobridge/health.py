@@ -9,7 +9,8 @@
   acknowledged its last delivery (a delivery that has not succeeded within ``sink_bound`` of the start of the first
   one since the last success — failed or still waiting — makes it unready; a sink that never answered gets
   ``sink_bound`` from its registration), no stream is held back because a sink refuses its events, and no
-  dependency is still unreachable at start-up. The reason says what is wrong.
+  dependency is still unreachable at start-up; with shards, while the process is a member of its shard group with
+  an assignment (maybe of no shard: a spare replica is ready to take over). The reason says what is wrong.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Health:
         self._sinks: dict[str, _Sink] = {}
         self._unreachable: dict[str, str] = {}
         self._held: dict[str, str] = {}
+        self._group: str | None = None  # why the process is not (yet) in its shard group; None: in it, or no group
 
     def dependency_unreachable(self, name: str, reason: str) -> None:
         """Dependency ``name`` cannot be reached at start-up; readiness names it until :meth:`dependency_reached`.
@@ -84,6 +86,18 @@ class Health:
     def dependency_reached(self, name: str) -> None:
         """Dependency ``name`` answered."""
         self._unreachable.pop(name, None)
+
+    def group_waiting(self, reason: str) -> None:
+        """The process has no assignment from its shard group (joining, or a rebalance under way)."""
+        self._group = reason
+
+    def group_joined(self) -> None:
+        """The shard group assigned this process its shards."""
+        self._group = None
+
+    def forget_sink(self, name: str) -> None:
+        """Sink ``name`` is gone (a shard handed over): readiness no longer depends on it."""
+        self._sinks.pop(name, None)
 
     def mark_restored(self) -> None:
         """The cursors are restored; polling starts (this counts as progress)."""
@@ -145,6 +159,8 @@ class Health:
             return False, "; ".join(f"{name}: {reason}" for name, reason in self._unreachable.items())
         if not self._restored:
             return False, "restoring the stream cursors"
+        if self._group is not None:
+            return False, self._group
         held = [f"stream {stream} is held back: {reason}" for stream, reason in self._held.items()]
         problems = [*self._boro_problems(), *self._sink_problems(), *held]
         return (False, "; ".join(problems)) if problems else (True, "ok")

@@ -108,6 +108,16 @@ class Metrics:
         self.polls_triggered = Counter(
             "borobridge_webhook_polls_triggered", "Poll cycles a webhook started before the poll interval", registry=reg
         )
+        self.shards_owned = Gauge("borobridge_shards_owned", "Shards this process polls and commits", registry=reg)
+        self.rebalances = Counter(
+            "borobridge_rebalances", "Shard group rebalances this process took part in", registry=reg
+        )
+        self.shard_takeover_seconds = Histogram(
+            "borobridge_shard_takeover_seconds",
+            "From the start of a rebalance (its revocation) to the first commit of each shard it assigned here",
+            buckets=(0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120),
+            registry=reg,
+        )
         self.webhooks_coalesced = Counter(
             "borobridge_webhooks_coalesced", "Webhooks absorbed by a poll already waiting to start", registry=reg
         )

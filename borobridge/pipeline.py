@@ -87,8 +87,12 @@ class Pipeline:
         metrics: Metrics | None = None,
         health: Health | None = None,
         clock: Callable[[], float] = time.monotonic,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """``owns``: which stream ids this pipeline polls (its shard's), configured or discovered; all by default."""
         self._client = client
+        self._owns = owns
+        self._others: set[int] = set()  # projects whose streams belong to other shards
         self._committer = committer
         self._settings = settings
         self._server = server_name
@@ -427,8 +431,12 @@ class Pipeline:
     def _ensure_streams(self, project_ids: Iterable[int]) -> None:
         boro = self._settings.boro
         for project_id in project_ids:
-            if project_id not in self._streams:
-                saved = self._saved.get(stream_id(self._server, project_id, boro))
+            if project_id not in self._streams and project_id not in self._others:
+                stream_key = stream_id(self._server, project_id, boro)
+                if self._owns is not None and not self._owns(stream_key):
+                    self._others.add(project_id)  # another shard's
+                    continue
+                saved = self._saved.get(stream_key)
                 stream = open_stream(self._server, project_id, boro, saved, self._settings.first_start)
                 self._streams[project_id] = stream
                 self._metrics.stream_opened(stream.id, reading_history=stream.backfill is not None)

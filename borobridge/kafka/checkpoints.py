@@ -20,7 +20,7 @@ import msgspec
 from borobridge.checkpoint import Checkpoint
 from borobridge.errors import FencedError
 from borobridge.kafka.consumer import Consumer, committed_reader
-from borobridge.kafka.records import KafkaRecord, Partition
+from borobridge.kafka.records import Headers, KafkaRecord, Partition
 from borobridge.kafka.topics import TopicManager
 from borobridge.settings import KafkaSettings
 
@@ -31,25 +31,29 @@ _DECODER: Final = msgspec.json.Decoder(Checkpoint)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
-async def committed_checkpoints(settings: KafkaSettings, topics: TopicManager, seconds: float) -> dict[str, Checkpoint]:
-    """The checkpoint topic read to its end (read_committed) by a consumer of its own; the latest record of each
-    stream wins. TimeoutError past ``seconds``."""
+async def committed_checkpoints(
+    settings: KafkaSettings, topics: TopicManager, seconds: float, *, shard: int | None = None
+) -> dict[str, Checkpoint]:
+    """The checkpoint topic (only partition ``shard``, when given) read to its end (read_committed) by a consumer
+    of its own; the latest record of each stream wins. TimeoutError past ``seconds``."""
     consumer = committed_reader(settings)
     try:
         async with asyncio.timeout(seconds):
             await consumer.start()
-            return await _read_to_end(consumer, settings.topics.checkpoints, topics)
+            return await _read_to_end(consumer, settings.topics.checkpoints, topics, shard)
     finally:
         await consumer.stop_quietly()
 
 
-def checkpoint_records(topic: str, checkpoints: Iterable[Checkpoint]) -> list[KafkaRecord]:
-    """The records that write ``checkpoints``, keyed by stream."""
-    return [KafkaRecord(topic, c.stream.encode(), _ENCODER.encode(c), []) for c in checkpoints]
+def checkpoint_records(topic: str, checkpoints: Iterable[Checkpoint], headers: Headers = ()) -> list[KafkaRecord]:
+    """The records that write ``checkpoints``, keyed by stream, each with ``headers`` (aiokafka takes lists only)."""
+    return [KafkaRecord(topic, c.stream.encode(), _ENCODER.encode(c), list(headers)) for c in checkpoints]
 
 
-async def _read_to_end(consumer: Consumer, topic: str, topics: TopicManager) -> dict[str, Checkpoint]:
-    partitions = [Partition(topic, p) for p in await topics.partitions(topic)]
+async def _read_to_end(
+    consumer: Consumer, topic: str, topics: TopicManager, shard: int | None
+) -> dict[str, Checkpoint]:
+    partitions = [Partition(topic, p) for p in await topics.partitions(topic) if shard in (None, p)]
     if not partitions:
         return {}
     consumer.assign(partitions)

@@ -25,12 +25,12 @@ from borobridge.settings import KafkaSettings
 DISCARDED: Final = "the producer was discarded after a failed round"
 
 
-def transactional_id(bridge_name: str) -> str:
-    """The fixed transactional id of a bridge: one live instance per name."""
-    return f"borobridge-{bridge_name}"
+def transactional_id(bridge_name: str, shard: int | None = None) -> str:
+    """The fixed transactional id of a bridge's shard (one live owner per shard), or of the whole bridge."""
+    return f"borobridge-{bridge_name}" if shard is None else f"borobridge-{bridge_name}-{shard}"
 
 
-def producer_options(settings: KafkaSettings, bridge_name: str) -> dict[str, Any]:
+def producer_options(settings: KafkaSettings, bridge_name: str, shard: int | None = None) -> dict[str, Any]:
     """Idempotent, acknowledged by every in-sync replica; transactional with the bridge's id when configured."""
     options = connection_options(settings)
     options |= {
@@ -41,16 +41,26 @@ def producer_options(settings: KafkaSettings, bridge_name: str) -> dict[str, Any
         "compression_type": None if settings.compression == "none" else settings.compression,
     }
     if settings.transactional:
-        options["transactional_id"] = transactional_id(bridge_name)
+        options["transactional_id"] = transactional_id(bridge_name, shard)
         options["transaction_timeout_ms"] = settings.transaction_timeout_ms
     return options
+
+
+async def fence_unsharded(settings: KafkaSettings, bridge_name: str, seconds: float) -> None:
+    """Take the transactional id of the whole bridge and let it go: an instance that writes without shards (an
+    earlier version, still running) is fenced, and its open transaction ended, before any shard writes."""
+    producer = Producer(settings, bridge_name)
+    try:
+        await producer.start(seconds)
+    finally:
+        await producer.discard()
 
 
 class Producer:
     """One producer; after a failed round it is discarded and a new one takes the transactional id back."""
 
-    def __init__(self, settings: KafkaSettings, bridge_name: str) -> None:
-        self._client: Any = AIOKafkaProducer(**producer_options(settings, bridge_name))
+    def __init__(self, settings: KafkaSettings, bridge_name: str, shard: int | None = None) -> None:
+        self._client: Any = AIOKafkaProducer(**producer_options(settings, bridge_name, shard))
 
     async def start(self, seconds: float) -> None:
         """Connect, and with a transactional id end every transaction it left open; TimeoutError past ``seconds``.

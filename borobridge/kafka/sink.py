@@ -4,7 +4,11 @@ The committer of a round: it builds the round's records and sends them through :
 :mod:`borobridge.kafka.checkpoints` restores the cursors and re-reads them after a round in doubt, and
 :mod:`borobridge.kafka.topics` creates and checks the topics. With ``kafka.transactional`` (the default) a
 ``read_committed`` consumer sees each round entirely or not at all, and a second instance with the same bridge
-name fences this one. Without it, the producer is idempotent and the checkpoint is written after the events: at
+name fences this one; given a :class:`~borobridge.kafka.sharding.ShardClaim`, the sink serves one shard: its
+transactional id is the shard's, it restores the shard's checkpoint partition only, and its checkpoint records
+name the owner and generation that wrote them.
+
+Without ``kafka.transactional``, the producer is idempotent and the checkpoint is written after the events: at
 least once, repeats recognisable by CloudEvent id.
 """
 
@@ -38,6 +42,7 @@ from borobridge.kafka.connection import any_reachable, connection_hint, connecti
 from borobridge.kafka.errors import SEND_ERRORS, is_refused_connection, quoted, translated
 from borobridge.kafka.producer import Producer, transactional_id
 from borobridge.kafka.records import Headers, KafkaRecord
+from borobridge.kafka.sharding import ShardClaim
 from borobridge.kafka.tasks import STOP_TIMEOUT, bounded, wait_abandoned
 from borobridge.kafka.topics import TopicManager, event_topic, fixed_topics
 from borobridge.schemas import documents
@@ -60,10 +65,15 @@ class KafkaSink:
     ``keeps_state=False`` (replays) writes events and dead letters only, never the active table.
     """
 
-    def __init__(self, settings: KafkaSettings, bridge_name: str, *, keeps_state: bool = True) -> None:
+    def __init__(
+        self, settings: KafkaSettings, bridge_name: str, *, keeps_state: bool = True, claim: ShardClaim | None = None
+    ) -> None:
         self._settings = settings
         self._name = bridge_name
         self._keeps_state = keeps_state
+        self._claim = claim
+        self._shard = None if claim is None else claim.number
+        self._checkpoint_headers = () if claim is None else claim.headers()
         self._admin: Admin | None = None
         self._producer: Producer | None = None
         self._topics: TopicManager | None = None
@@ -105,7 +115,9 @@ class KafkaSink:
     async def restore(self) -> dict[str, Checkpoint]:
         """Read the checkpoint topic to its end (read_committed); the latest record of each stream wins."""
         try:
-            found = await committed_checkpoints(self._settings, self._topic_manager(), RESTORE_TIMEOUT)
+            found = await committed_checkpoints(
+                self._settings, self._topic_manager(), RESTORE_TIMEOUT, shard=self._shard
+            )
         except TimeoutError as exc:
             raise CheckpointError(
                 f"could not read {self._settings.topics.checkpoints} to its end within {RESTORE_TIMEOUT:.0f} s"
@@ -135,7 +147,7 @@ class KafkaSink:
                 producer.retrieve_failures()
                 raise FencedError(
                     f"another borobridge instance named {self._name!r} took over transactional id "
-                    f"{transactional_id(self._name)!r}; this one stops"
+                    f"{transactional_id(self._name, self._shard)!r}; this one stops"
                 ) from fence
             self._cursors.given_up(stamped.checkpoints)
             await self._discard_producer()  # its successor takes the transactional id back: never after a fence
@@ -192,7 +204,7 @@ class KafkaSink:
         if not self._unchecked or not self._settings.transactional or not self._cursors.tracked:
             return False
         try:
-            found = await committed_checkpoints(self._settings, self._topic_manager(), self._timeout)
+            found = await committed_checkpoints(self._settings, self._topic_manager(), self._timeout, shard=self._shard)
         except (KafkaClientError, TimeoutError) as exc:
             raise KafkaDeliveryError(
                 f"cannot read the committed cursors from {self._settings.topics.checkpoints}: {quoted(exc)}"
@@ -212,7 +224,7 @@ class KafkaSink:
     async def _ready_producer(self) -> Producer:
         """The producer; a new one after a failed batch, whose start also aborts that batch's transaction."""
         if self._producer is None:
-            producer = Producer(self._settings, self._name)
+            producer = Producer(self._settings, self._name, self._shard)
             try:
                 await producer.start(self._timeout)
             except (KafkaClientError, TimeoutError) as exc:
@@ -231,6 +243,9 @@ class KafkaSink:
         self._admin = Admin(self._settings)
         await bounded(self._admin.start(), self._timeout)
         self._topics = TopicManager(self._admin, self._settings.topics)
+        if self._claim is not None:  # the topics and schemas were seen to before the group was joined
+            await self._ready_producer()
+            return
         await bounded(self._topics.ensure(fixed_topics(self._settings.topics)), self._timeout)
         await bounded(self._publish_schemas(await self._ready_producer()), self._timeout)
 
@@ -287,7 +302,7 @@ class KafkaSink:
         return _new_record(KafkaRecord, (self._settings.topics.active, key, value, headers))
 
     def _checkpoint_records(self, checkpoints: Iterable[Checkpoint]) -> list[KafkaRecord]:
-        return checkpoint_records(self._settings.topics.checkpoints, checkpoints)
+        return checkpoint_records(self._settings.topics.checkpoints, checkpoints, self._checkpoint_headers)
 
 
 def _stamped(batch: Batch) -> Batch:

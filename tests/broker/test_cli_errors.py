@@ -18,12 +18,9 @@ from typing import Any, Final
 
 import pytest
 
-from borobridge.simulator import serve_simulator
-from tests.support.expectations import simulator_with_history
 from tests.support.kafka import KafkaCluster
-from tests.support.kafka_bridge import FENCED_EXIT_S, bridge_config, topic_names, wait_for_committed
+from tests.support.kafka_bridge import topic_names
 from tests.support.kafka_reading import kafka_settings
-from tests.support.pipelines import advancing
 from tests.support.processes import COMMAND_S, borobridge, bridge_process, stop
 from tests.support.settings import write_config
 
@@ -200,39 +197,6 @@ async def test_ctrl_c_during_replay(kafka: KafkaCluster, tmp_path: Path) -> None
         "borobridge: interrupted after 0 events sent; to finish, run the same replay with "
         "--since 2025-11-20T00:00:00Z\n",
     ), "aiokafka's own retry warnings (a new topic's leader moving) are its log, not the command's message"
-
-
-@pytest.mark.kafka
-@pytest.mark.slow
-async def test_the_instance_a_second_one_takes_over_from_says_so_in_one_line(
-    kafka: KafkaCluster, tmp_path: Path
-) -> None:
-    settings, prefix = kafka_settings(kafka.bootstrap)
-    sim = simulator_with_history(5, seed=43, projects=2, rate_per_second=10)
-    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    async with serve_simulator(sim) as url:
-        config = bridge_config(tmp_path, url, settings, prefix)
-        first = await bridge_process(config, first_log)
-        second = None
-        try:
-            async with advancing(sim, every=0.2):
-                assert await wait_for_committed(kafka.bootstrap, prefix, sim, first), first_log.read_text()
-                second = await bridge_process(config, second_log)
-                async with asyncio.timeout(FENCED_EXIT_S):
-                    await first.wait()
-        finally:
-            await stop(first)
-            if second is not None:
-                await stop(second)
-    said = first_log.read_text()
-    *logged, last = said.splitlines()
-    assert first.returncode == 1, said
-    assert last == (
-        f"borobridge: another borobridge instance named {prefix!r} took over transactional id "
-        f"'borobridge-{prefix}'; this one stops"
-    ), said
-    assert all(LOG_LINE.match(line) for line in logged), said
-    assert "Future exception was never retrieved" not in said
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""A second instance with the same name fences the first, which stops, however the fence reaches it."""
+"""A second instance with the same transactional id fences the first, which stops, however the fence reaches it.
+
+(Processes of one bridge name share its shards instead: tests/test_ha_shards.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,58 +14,12 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 from borobridge.delivery import Batch
 from borobridge.errors import FencedError
 from borobridge.kafka.sink import KafkaSink
-from borobridge.simulator import serve_simulator
-from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
-from tests.support.kafka_bridge import FENCED_EXIT_S, bridge_config, committed, wait_for_committed
 from tests.support.kafka_reading import kafka_settings
-from tests.support.pipelines import advancing
-from tests.support.processes import bridge_process, stop
 
 pytestmark = pytest.mark.kafka
 
 FENCE_S = 2.0  # a metadata wait for a topic before anything is queued sees no fence: it gives up after this
-
-
-@pytest.mark.slow
-async def test_a_second_process_fences_the_first_and_carries_on(kafka: KafkaCluster, tmp_path: Path) -> None:
-    """Two ``borobridge run`` with one name: the first exits non-zero saying why, the second delivers the rest once."""
-    settings, prefix = kafka_settings(kafka.bootstrap)
-    sim = simulator_with_history(10, seed=41, projects=2, rate_per_second=10)
-    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    fenced_exit: int | None = None
-    async with serve_simulator(sim) as url:
-        config = bridge_config(tmp_path, url, settings, prefix)
-        first = await bridge_process(config, first_log)
-        second: asyncio.subprocess.Process | None = None
-        try:
-            async with advancing(sim, every=0.2):
-                before = await wait_for_committed(kafka.bootstrap, prefix, sim, first)
-                assert before, f"the first process committed nothing:\n{first_log.read_text()}"
-                assert first.returncode is None, f"the first process ended early:\n{first_log.read_text()}"
-                second = await bridge_process(config, second_log)
-                try:
-                    async with asyncio.timeout(FENCED_EXIT_S):
-                        fenced_exit = await first.wait()
-                except TimeoutError:
-                    pytest.fail(f"the first process still runs {FENCED_EXIT_S:.0f} s after the second started")
-                at_fence = {event["id"] for event in await committed(kafka.bootstrap, prefix, sim)}
-                await asyncio.sleep(3)  # the world moves on with only the second process polling
-            expected = expected_ids(sim)
-            events = await wait_for_committed(kafka.bootstrap, prefix, sim, second, until=expected)
-            assert second.returncode is None, "the second process ended"
-        finally:
-            first_exit = await stop(first)
-            second_exit = None if second is None else await stop(second)
-            print(f"first ({first_exit}):\n{first_log.read_text()}\nsecond ({second_exit}):", file=sys.stderr)
-            print(second_log.read_text() if second_log.exists() else "not started", file=sys.stderr)
-    first_said = first_log.read_text()
-    assert fenced_exit not in (None, 0), first_said
-    assert "took over transactional id" in first_said, first_said
-    assert second_exit == 0
-    assert "took over transactional id" not in second_log.read_text()
-    assert {event["id"] for event in events} - at_fence, "nothing committed after the first process was fenced"
-    assert_exactly_once_in_order(events, sim, expected)
 
 
 @pytest.mark.parametrize("metadata", ["late", "missing"])

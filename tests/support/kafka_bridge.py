@@ -23,7 +23,6 @@ from tests.support.kafka_reading import binary_events, consume, partitions_of
 from tests.support.settings import bridge_settings
 
 FIRST_EVENTS_S = 60.0
-FENCED_EXIT_S = 60.0
 CATCH_UP_S = 60.0
 READ_S = 30.0
 
