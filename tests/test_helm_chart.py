@@ -678,7 +678,9 @@ def values_keys(text: str) -> Iterator[tuple[str, bool]]:
 
 def test_every_value_is_commented() -> None:
     """Each key of values.yaml has a comment above it, except inside Kubernetes objects given whole."""
-    given_whole = re.compile(r"^(podSecurityContext|securityContext|topologySpreadConstraints|\w+Probe|kafkaTopics\.topics\.\w+\.config)\.")
+    given_whole = re.compile(
+        r"^(podSecurityContext|securityContext|topologySpreadConstraints|\w+Probe|kafkaTopics\.topics\.\w+\.config)\."
+    )
     text = (CHART_DIR / "values.yaml").read_text(encoding="utf-8")
     undocumented = [path for path, commented in values_keys(text) if not commented and not given_whole.match(path)]
     assert undocumented == []
