@@ -149,6 +149,7 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         ({"existingSecret": {"env": {"BOROBRIDGE_MQTT__PASSWORD": "mqtt-password"}}}, "/existingSecret/name"),
         ({"kafkaTopics": {"enabled": True}}, "/kafkaTopics/clusterName"),
         ({"replicas": 2}, "replicas"),
+        ({"replicaCount": 0}, "/replicaCount"),
         ({"serviceMonitor": {"interval": 30}}, "/serviceMonitor/interval"),
         ({"config": {"kafak": {"bootstrap_servers": "kafka:9092"}}}, "'kafak'"),
         ({"config": {"boro": {"poll_interval": "fast"}}}, "/config/boro/poll_interval"),
@@ -165,6 +166,7 @@ def test_lint_strict_finds_nothing(values_file: Path) -> None:
         "no-secret-name",
         "no-cluster",
         "replicas",
+        "no-replica",
         "number-interval",
         "misspelt-section",
         "word-for-a-number",
@@ -217,10 +219,114 @@ def test_a_full_configuration_renders_and_borobridge_accepts_it(chart: helm.Char
     assert settings.boro.poll_interval == 0.5
 
 
-def test_deployment_runs_exactly_one_pod_and_stops_it_before_the_next(chart: helm.Chart) -> None:
-    spec = only(render(chart, values_of("all-features")), "Deployment")["spec"]
+ROLLING_UPDATE = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+SESSION_TIMEOUT_SECONDS = 10  # the bridge's Kafka consumer group default
+KAFKA_ONLY = {"config": {"kafka": {"bootstrap_servers": "kafka:9092"}}}
+
+
+def test_without_kafka_one_pod_runs_and_stops_before_the_next(chart: helm.Chart) -> None:
+    spec = only(render(chart, values_of("defaults")), "Deployment")["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_one_kafka_replica_starts_its_successor_before_it_stops(chart: helm.Chart) -> None:
+    """The new pod joins the group and fences the old one shard by shard, so it may start first."""
+    spec = only(render(chart, values_of("all-features")), "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == ROLLING_UPDATE
+
+
+def test_three_kafka_replicas_roll_over_under_a_budget_and_spread_across_nodes(chart: helm.Chart) -> None:
+    manifests = render(chart, values_of("ha-kafka"))
+    deployment = only(manifests, "Deployment")["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"] == ROLLING_UPDATE
+    assert deployment["minReadySeconds"] >= SESSION_TIMEOUT_SECONDS
+    budget = only(manifests, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
+    assert budget["selector"] == deployment["selector"]
+    [spread] = pod_spec(manifests)["topologySpreadConstraints"]
+    assert spread == {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": deployment["selector"],
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"config": {"mqtt": {"host": "mqtt"}}}, {"config": {"kafka": {}}}],
+    ids=["json-lines", "mqtt-only", "empty-kafka"],
+)
+def test_several_replicas_without_kafka_are_refused(chart: helm.Chart, values: dict[str, Any]) -> None:
+    message = (
+        "replicaCount is 2, but without config.kafka the bridge keeps its cursor in a local file "
+        "(config.state.path), so exactly one replica may run: set replicaCount to 1, or configure config.kafka"
+    )
+    with pytest.raises(Exception, match=re.escape(message)):
+        render(chart, values | {"replicaCount": 2})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"extraEnv": [{"name": "BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS", "value": "kafka:9092"}]},
+        {"existingSecret": {"name": "creds", "env": {"BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS": "kafka-bootstrap"}}},
+    ],
+    ids=["extra-env", "secret"],
+)
+def test_kafka_from_the_environment_allows_several_replicas(chart: helm.Chart, values: dict[str, Any]) -> None:
+    spec = only(render(chart, values | {"replicaCount": 2}), "Deployment")["spec"]
+    assert (spec["replicas"], spec["strategy"]) == (2, ROLLING_UPDATE)
+
+
+@pytest.mark.parametrize(
+    ("values", "budget"),
+    [
+        ({"replicaCount": 2} | KAFKA_ONLY, True),
+        ({"replicaCount": 2, "podDisruptionBudget": {"enabled": False}} | KAFKA_ONLY, False),
+        ({"podDisruptionBudget": {"enabled": True}}, True),
+        (KAFKA_ONLY, False),
+    ],
+    ids=["several", "several-switched-off", "one-switched-on", "one"],
+)
+def test_budget_follows_the_replica_count_unless_set(chart: helm.Chart, values: dict[str, Any], budget: bool) -> None:
+    assert any(m["kind"] == "PodDisruptionBudget" for m in render(chart, values)) is budget
+
+
+def test_spread_constraints_are_overridable(chart: helm.Chart) -> None:
+    hard = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}]
+    manifests = render(chart, {"topologySpreadConstraints": hard})
+    [spread] = pod_spec(manifests)["topologySpreadConstraints"]
+    assert spread == hard[0] | {"labelSelector": only(manifests, "Deployment")["spec"]["selector"]}
+    assert "topologySpreadConstraints" not in pod_spec(render(chart, {"topologySpreadConstraints": []}))
+
+
+def test_readiness_follows_group_membership_within_a_session_timeout(chart: helm.Chart) -> None:
+    """A pod out of the group is out of the Service about when its shards move, and no restart interrupts it."""
+    main = container(render(chart, values_of("ha-kafka")))
+    readiness, liveness = main["readinessProbe"], main["livenessProbe"]
+    assert readiness["httpGet"]["path"] == "/readyz"
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= SESSION_TIMEOUT_SECONDS
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > 2 * SESSION_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, "one pod (no Kafka: the cursor is in a local file, so an upgrade stops it before starting the next)"),
+        (KAFKA_ONLY, "one pod (an upgrade starts the new pod first; it takes the streams over within seconds)"),
+        (values_of("ha-kafka"), "3 pods sharing the streams through a Kafka consumer group"),
+    ],
+    ids=["no-kafka", "one-kafka", "three-kafka"],
+)
+def test_notes_say_how_many_pods_run(chart: helm.Chart, values: dict[str, Any], expected: str) -> None:
+    notes = " ".join(render_files(chart, values)[NOTES].split())
+    assert expected in notes
 
 
 def test_pod_is_locked_down(chart: helm.Chart) -> None:
@@ -386,7 +492,7 @@ def test_pod_disruption_budget_only_when_enabled(chart: helm.Chart) -> None:
     assert not [m for m in render(chart, values_of("defaults")) if m["kind"] == "PodDisruptionBudget"]
     manifests = render(chart, values_of("all-features"))
     budget = only(manifests, "PodDisruptionBudget")["spec"]
-    assert budget["maxUnavailable"] == 0
+    assert budget["maxUnavailable"] == 1
     assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     assert budget["selector"] == only(manifests, "Deployment")["spec"]["selector"]
 
@@ -572,7 +678,9 @@ def values_keys(text: str) -> Iterator[tuple[str, bool]]:
 
 def test_every_value_is_commented() -> None:
     """Each key of values.yaml has a comment above it, except inside Kubernetes objects given whole."""
-    given_whole = re.compile(r"^(podSecurityContext|securityContext|\w+Probe|kafkaTopics\.topics\.\w+\.config)\.")
+    given_whole = re.compile(
+        r"^(podSecurityContext|securityContext|topologySpreadConstraints|\w+Probe|kafkaTopics\.topics\.\w+\.config)\."
+    )
     text = (CHART_DIR / "values.yaml").read_text(encoding="utf-8")
     undocumented = [path for path, commented in values_keys(text) if not commented and not given_whole.match(path)]
     assert undocumented == []

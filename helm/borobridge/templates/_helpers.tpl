@@ -105,3 +105,75 @@ Whether the webhook listener is on, and its port inside the pod.
 {{- define "borobridge.webhookPort" -}}
 {{- dig "webhook" "port" 8081 .Values.config }}
 {{- end }}
+
+{{/*
+Whether the bridge delivers to Kafka: a config.kafka section with bootstrap servers, or the servers from an
+environment variable. Only then do replicas share the streams (and fence each other) through Kafka; without
+Kafka the cursor is a local file and exactly one replica may run.
+*/}}
+{{- define "borobridge.kafkaEnabled" -}}
+{{- $variable := "BOROBRIDGE_KAFKA__BOOTSTRAP_SERVERS" }}
+{{- $fromEnv := hasKey .Values.existingSecret.env $variable }}
+{{- range .Values.extraEnv }}{{ if eq .name $variable }}{{ $fromEnv = true }}{{ end }}{{ end }}
+{{- if or (dig "kafka" "bootstrap_servers" "" .Values.config) $fromEnv }}true{{ end }}
+{{- end }}
+
+{{/*
+The number of replicas; fails with a sentence when several would share one local state file.
+*/}}
+{{- define "borobridge.replicas" -}}
+{{- $count := int .Values.replicaCount }}
+{{- if and (gt $count 1) (not (include "borobridge.kafkaEnabled" .)) }}
+{{- fail (printf "replicaCount is %d, but without config.kafka the bridge keeps its cursor in a local file (config.state.path), so exactly one replica may run: set replicaCount to 1, or configure config.kafka" $count) }}
+{{- end }}
+{{- $count }}
+{{- end }}
+
+{{/*
+Whether to create the PodDisruptionBudget: as podDisruptionBudget.enabled says, or, when it is unset, with
+more than one replica.
+*/}}
+{{- define "borobridge.budgetEnabled" -}}
+{{- $enabled := .Values.podDisruptionBudget.enabled }}
+{{- if kindIs "invalid" $enabled }}{{ $enabled = gt (int .Values.replicaCount) 1 }}{{ end }}
+{{- if $enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The topologySpreadConstraints value, each constraint selecting this release's pods unless it names its own.
+*/}}
+{{- define "borobridge.topologySpreadConstraints" -}}
+{{- $selector := dict "matchLabels" (include "borobridge.selectorLabels" . | fromYaml) }}
+{{- $constraints := list }}
+{{- range .Values.topologySpreadConstraints }}
+{{- $constraints = append $constraints (merge (deepCopy .) (dict "labelSelector" $selector)) }}
+{{- end }}
+{{- toYaml $constraints }}
+{{- end }}
+
+{{/*
+How many pods run and what that means, for NOTES.txt.
+*/}}
+{{- define "borobridge.replicaNote" -}}
+{{- $count := int (include "borobridge.replicas" .) }}
+{{- $topic := dig "kafka" "topics" "checkpoints" "_borobridge.checkpoints" .Values.config }}
+{{- if not (include "borobridge.kafkaEnabled" .) -}}
+one pod (no Kafka: the cursor is in a local file, so an upgrade stops it before starting the next).
+{{- else if eq $count 1 -}}
+one pod (an upgrade starts the new pod first; it takes the streams over within seconds).
+{{- else -}}
+{{ $count }} pods sharing the streams through a Kafka consumer group: each shard (a partition of
+{{ $topic }}) is polled by one pod at a time, and the shards of a pod that goes move to the others within
+about the group's session timeout (10 s).
+{{- if .Values.kafkaTopics.enabled }}
+{{- $partitions := int .Values.kafkaTopics.topics.checkpoints.partitions }}
+{{- if gt $count $partitions }}
+{{ $topic }} has {{ $partitions }} partition{{ if gt $partitions 1 }}s{{ end }} (kafkaTopics.topics.checkpoints.partitions): {{ sub $count $partitions }} of the pods stand by
+to take over and poll nothing.
+{{- end }}
+{{- else }}
+Pods beyond the number of partitions of {{ $topic }} stand by ({{ dig "kafka" "topics" "partitions" 6 .Values.config }} when the bridge creates
+the topic: config.kafka.topics.partitions).
+{{- end }}
+{{- end }}
+{{- end }}
