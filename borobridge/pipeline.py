@@ -444,7 +444,8 @@ class Pipeline:
                 if stream.backfill is not None:
                     self._head_start[stream.id] = HEAD_START_CYCLES
                     where = _describe(stream.backfill)
-                    log.info("stream %s: reading history from %s beside the live alarms", stream.id, where)
+                    lane = "beside the live alarms" if stream.history_beside else "before the live alarms"
+                    log.info("stream %s: reading history from %s %s", stream.id, where, lane)
 
     def _until_due(self, started: float) -> float:
         """Cycles start every poll interval (a record waits at most one interval), or at once while a sweep or a

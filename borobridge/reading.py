@@ -170,7 +170,7 @@ def backfill_position(mode: FirstMode, since: int | None) -> Position | None:
     return Position(windows=(Window(max(since or 1, 1)),))
 
 
-def backfill_bounded(backfill: Position, live: Position) -> tuple[Position | None, Position]:
+def backfill_bounded(backfill: Position, live: Position, *, beside: bool = True) -> tuple[Position | None, Position]:
     """The history and live lanes once the live lane's snapshot is read: they meet at the snapshot's floor.
 
     The history ends at the floor, a Boro time the snapshot proved, so it never reads the present. The snapshot's
@@ -179,11 +179,12 @@ def backfill_bounded(backfill: Position, live: Position) -> tuple[Position | Non
     every change after the floor is the live lane's, in order, and the shared second is read by both (the
     transition memory drops the repeat). Without a floor past the history's start, the live lane reads the whole
     history itself and there is no history lane. A history bounded already (a resumed stream) stays as it is.
+    Not ``beside`` (``first_start.history: first``), the live lane reads the whole history itself, in order.
     """
     if len(backfill.windows) != 1 or backfill.windows[0].high is not None:
         return backfill, live
     start = backfill.windows[0].low
-    if live.floor is None or live.floor - 1 <= start:
+    if not beside or live.floor is None or live.floor - 1 <= start:
         return None, _moved(live, windows=(Window(start),))
     return _moved(backfill, windows=(Window(start, live.floor),)), _moved(live, windows=(Window(live.floor - 1),))
 

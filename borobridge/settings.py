@@ -86,10 +86,13 @@ class BoroSettings(Base, frozen=True):
 
 
 class FirstStartSettings(Base, frozen=True):
-    """What a stream with no cursor does: ``now``, ``since`` a time, or ``all`` history."""
+    """What a stream with no cursor does: ``now``, ``since`` a time, or ``all`` history; and whether that history is
+    read ``first`` (before the live alarms, each task's order kept throughout) or ``beside`` the live alarms (they
+    flow at once; a task's older history may reach consumers after its newer live changes)."""
 
     mode: Literal["now", "since", "all"] = "now"
     since: dt.datetime | None = None
+    history: Literal["first", "beside"] = "first"
 
 
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]

@@ -36,6 +36,7 @@ class Stream:
     tasks: set[int] = field(default_factory=set)
     sweep: Position | None = None
     committed_backfill: Position | None = None
+    history_beside: bool = True  # a first start's history is read in a lane beside the live one (else first)
     position: Position = field(init=False)
     backfill: Position | None = field(init=False)
     _horizon: int = field(default=0, init=False, repr=False)  # Boro time before which the memory forgets
@@ -128,7 +129,7 @@ class Stream:
             records = _recent(records, self._horizon)
         elif self.backfill is not None:  # the history raises them in Boro's order: the snapshot gives the token
             records = []
-            self.backfill, after = reading.backfill_bounded(self.backfill, after)
+            self.backfill, after = reading.backfill_bounded(self.backfill, after, beside=self.history_beside)
         transitions = self._remember(position, queries, answer, records)
         rejected = list(gathered.rejected.values())
         gathered.clear()
@@ -308,7 +309,23 @@ def open_stream(
     if saved is None or not (saved.update_token is not None or saved.resumed_position().busy):
         since = int(first_start.since.timestamp()) if first_start.since else None
         backfill = reading.backfill_position(first_start.mode, since)
-        return Stream(identity, base, TransitionMemory(), reading.first_position(), committed_backfill=backfill)
+        beside = first_start.history == "beside"
+        return Stream(
+            identity,
+            base,
+            TransitionMemory(),
+            reading.first_position(),
+            committed_backfill=backfill,
+            history_beside=beside,
+        )
     finished = [*saved.finished, Finished(UNKNOWN_TIME, saved.done)] if saved.done else saved.finished
     memory = TransitionMemory(saved.active, finished, saved.dead_letters)
-    return Stream(identity, base, memory, saved.resumed_position(), set(saved.tasks), committed_backfill=saved.backfill)
+    return Stream(
+        identity,
+        base,
+        memory,
+        saved.resumed_position(),
+        set(saved.tasks),
+        committed_backfill=saved.backfill,
+        history_beside=first_start.history == "beside",
+    )

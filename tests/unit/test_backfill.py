@@ -93,6 +93,7 @@ def bridge_settings() -> Settings:
             "BOROBRIDGE_BORO__RETRY__MAX_BACKOFF": "0.001",
             "BOROBRIDGE_BORO__RETRY__MAX_DRAIN_REQUESTS": "8",  # a cycle reads a fraction of the history
             "BOROBRIDGE_FIRST_START__MODE": "all",
+            "BOROBRIDGE_FIRST_START__HISTORY": "beside",
         },
     )
 
