@@ -38,13 +38,13 @@ from bench.report import Check, Series, Table
 from borobridge.boro.client import BoroClient, PageResult
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.kafka.batches import send_in_batches
 from borobridge.kafka.producer import producer_options
 from borobridge.kafka.records import KafkaRecord
 from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
+from borobridge.sinks import Batch
 from tests.support.settings import boro_environ
 
 PROJECTS: Final = 10
@@ -72,7 +72,7 @@ def bridge_environ(prefix: str, bootstrap: str, url: str) -> dict[str, str]:
 
 
 @dataclass
-class RecordingCommitter:
+class RecordingSink:
     """Delivers through the Kafka sink and keeps each batch, so the baseline can send the same records."""
 
     sink: KafkaSink
@@ -124,7 +124,7 @@ class Rig:
     """The bridge under test (pipeline, sink, timed client), the simulator feeding it and the bare producer."""
 
     pipeline: Pipeline
-    committer: RecordingCommitter
+    committer: RecordingSink
     sim: SimulatorProcess
     client: TimedClient
     producer: Any
@@ -198,7 +198,7 @@ async def measure_throughput(bootstrap: str, *, quick: bool) -> Table:
         settings = load_settings(None, bridge_environ(prefix, bootstrap, sim.url))
         assert settings.kafka is not None
         async with httpx.AsyncClient() as http, KafkaSink(settings.kafka, prefix) as sink:
-            committer = RecordingCommitter(sink)
+            committer = RecordingSink(sink)
             client = TimedClient(http, settings.boro)
             pipeline = Pipeline(client, committer, settings, server_name="bench")
             await pipeline.restore()

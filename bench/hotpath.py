@@ -40,12 +40,12 @@ from borobridge import reading
 from borobridge.boro.client import BoroClient, _match
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.events import CloudEvent, EventFactory, event_type, schema_uri
 from borobridge.kafka.batches import send_in_batches
 from borobridge.kafka.records import KafkaRecord
 from borobridge.kafka.sink import KafkaSink
 from borobridge.settings import Settings, load_settings
+from borobridge.sinks import Batch
 from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition, Transition
 from tests.support.settings import boro_environ

@@ -31,12 +31,12 @@ from bench.processes import kafka_broker, machine_load
 from bench.recorded import record_replies
 from bench.report import Check, Series, Table
 from borobridge.backoff import Backoff
-from borobridge.delivery import Batch
 from borobridge.events import CloudEvent
 from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
 from borobridge.mqtt_relay import MAX_RECORDS, MqttRelay
 from borobridge.settings import KafkaSettings, MqttSettings, load_settings
+from borobridge.sinks import Batch
 from borobridge.sinks.mqtt import MqttPublisher, _properties
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages
 from tests.support.mosquitto import MosquittoBroker, ensure_installed

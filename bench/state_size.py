@@ -33,10 +33,10 @@ from bench.processes import machine_load
 from bench.report import Check, Series, Table
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, serve_simulator
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.support.settings import boro_environ
 
@@ -96,7 +96,7 @@ def _memory(checkpoint: Checkpoint) -> tuple[object, ...]:
 
 
 @dataclass
-class MeasuringCommitter:
+class MeasuringSink:
     """Delivers to the embedded default's sink and measures what it writes."""
 
     sink: JsonLinesSink
@@ -143,7 +143,7 @@ async def compressed_run(projects: int, minutes: float, changes_per_second: floa
         measures = Measures(clock, state_path)
         async with serve_simulator(sim) as url, httpx.AsyncClient() as http:
             settings = load_settings(None, boro_environ(url, BOROBRIDGE_BORO__POLL_INTERVAL=str(POLL_INTERVAL)))
-            committer = MeasuringCommitter(JsonLinesSink(FileCheckpointStore(state_path)), measures)
+            committer = MeasuringSink(JsonLinesSink(FileCheckpointStore(state_path)), measures)
             pipeline = Pipeline(BoroClient(http, settings.boro), committer, settings, server_name="bench", clock=clock)
             await pipeline.restore()
             started = time.perf_counter()

@@ -32,10 +32,9 @@ from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
 from borobridge.checkpoint import FileCheckpointStore
-from borobridge.delivery import Committer
 from borobridge.doorbell import Doorbell
 from borobridge.errors import KafkaClientError, KafkaUnreachableError
-from borobridge.health import Health, ReportingCommitter
+from borobridge.health import Health, ReportingSink
 from borobridge.health_http import serve_health
 from borobridge.kafka.group import ShardGroup
 from borobridge.kafka.producer import fence_unsharded, transactional_id
@@ -47,6 +46,7 @@ from borobridge.secret import without_userinfo
 from borobridge.settings import KafkaSettings, Settings
 from borobridge.shards import Shards
 from borobridge.simulator import Simulator, describe, faults_from, personality_from, serve_simulator
+from borobridge.sinks import Sink
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt import MqttDirectSink, MqttPublisher
 from borobridge.starting import Starting
@@ -100,7 +100,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
     log.info("borobridge stopped")
 
 
-PipelineMaker = Callable[[Committer, Callable[[str], bool] | None], Pipeline]
+PipelineMaker = Callable[[Sink, Callable[[str], bool] | None], Pipeline]
 
 
 def _pipeline_maker(
@@ -108,9 +108,9 @@ def _pipeline_maker(
 ) -> PipelineMaker:
     """Pipelines over one Boro client, each for the streams ``owns`` accepts (every stream: None)."""
 
-    def new_pipeline(committer: Committer, owns: Callable[[str], bool] | None) -> Pipeline:
+    def new_pipeline(sink: Sink, owns: Callable[[str], bool] | None) -> Pipeline:
         server = server_name(settings, url)
-        return Pipeline(client, committer, settings, server_name=server, metrics=metrics, health=health, owns=owns)
+        return Pipeline(client, sink, settings, server_name=server, metrics=metrics, health=health, owns=owns)
 
     return new_pipeline
 
@@ -126,10 +126,8 @@ async def _run_alone(
     stack: AsyncExitStack,
 ) -> None:
     """Without Kafka: one pipeline polls every stream, its cursors in the local state file."""
-    committer = ReportingCommitter(
-        _local_committer(settings, stack, publisher), health, _sink_name(settings), metrics=metrics
-    )
-    pipeline = new_pipeline(committer, None)
+    sink = ReportingSink(_local_sink(settings, stack, publisher), health, _sink_name(settings), metrics=metrics)
+    pipeline = new_pipeline(sink, None)
     await pipeline.restore(keep_cursors=bool(settings.boro.url))
     doorbell = await _serve_webhooks(settings, lambda: [pipeline], metrics, stack)
     health.mark_restored()
@@ -160,7 +158,7 @@ async def _run_shards(
     shards = Shards(
         kafka,
         settings.name,
-        lambda committer, claim: new_pipeline(committer, claim.owns),
+        lambda sink, claim: new_pipeline(sink, claim.owns),
         health=health,
         metrics=metrics,
         backoff=lambda: _backoff(settings),
@@ -241,7 +239,7 @@ def delivery_bound(settings: Settings) -> float | None:
     return None
 
 
-def _local_committer(settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None) -> Committer:
+def _local_sink(settings: Settings, stack: AsyncExitStack, publisher: MqttPublisher | None) -> Sink:
     """JSON lines with a local cursor file, behind MQTT when that is configured."""
     sink = JsonLinesSink(FileCheckpointStore(Path(settings.state.path)), _output_path(settings))
     stack.callback(sink.close)

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch, Committer
 from borobridge.errors import BridgeError
 from borobridge.failure_log import FailureLog
 from borobridge.metrics import Metrics
+from borobridge.sinks import Batch, Sink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -203,15 +203,15 @@ def _continue(failing: Failing | None, now: float, reason: str, fix: str | None 
     return Failing(since=failing.since if failing is not None else now, reason=reason, fix=fix)
 
 
-class ReportingCommitter:
-    """Wraps a committer and tells :class:`Health` how each restore and delivery of sink ``name`` went; with
+class ReportingSink:
+    """Wraps a sink and tells :class:`Health` how each restore and delivery of sink ``name`` went; with
     ``metrics``, each failure is also counted in ``borobridge_errors_total`` by its kind.
 
     The first failure of a run is logged once at WARNING, its end once at INFO (the poll loop says each retry).
     """
 
-    def __init__(self, committer: Committer, health: Health, name: str, *, metrics: Metrics | None = None) -> None:
-        self._committer = committer
+    def __init__(self, sink: Sink, health: Health, name: str, *, metrics: Metrics | None = None) -> None:
+        self._inner = sink
         self._health = health
         self._name = name
         self._metrics = metrics
@@ -219,13 +219,13 @@ class ReportingCommitter:
         health.expect_sink(name)
 
     async def restore(self) -> dict[str, Checkpoint]:
-        """The wrapped committer's checkpoints."""
-        return await self._report(self._committer.restore())
+        """The wrapped sink's checkpoints."""
+        return await self._report(self._inner.restore())
 
     async def deliver(self, batch: Batch) -> None:
-        """Deliver through the wrapped committer."""
+        """Deliver through the wrapped sink."""
         self._health.sink_delivering(self._name)
-        await self._report(self._committer.deliver(batch))
+        await self._report(self._inner.deliver(batch))
 
     async def _report(self, work: Awaitable[T]) -> T:
         try:

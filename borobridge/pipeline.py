@@ -3,8 +3,8 @@
 Each round asks Boro, in one batched request, for the next read of every stream that is due (its poll interval
 has passed, or a period read or snapshot is unfinished) and of every reconciliation sweep under way. What the
 reading strategy (:mod:`borobridge.reading`) makes of the answers is fed to each stream's transition memory and
-delivered as one :class:`~borobridge.delivery.Batch` with the new checkpoints; positions and memories advance only
-once the committer confirmed it, and a failed delivery rolls them back, so the next read from the same position
+delivered as one :class:`~borobridge.sinks.Batch` with the new checkpoints; positions and memories advance only
+once the sink confirmed it, and a failed delivery rolls them back, so the next read from the same position
 yields the very same events. While one round is delivered the next is read and fed; it is delivered only once the
 one before it is committed, and given up with it when that fails.
 
@@ -29,7 +29,6 @@ from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient, PageResult
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch, Committer, DeadLetter
 from borobridge.doorbell import Doorbell
 from borobridge.errors import BoroError, BridgeError, EventTopicError
 from borobridge.events import CloudEvent, EventFactory
@@ -40,6 +39,7 @@ from borobridge.metrics import Metrics
 from borobridge.reading import Position
 from borobridge.retry import retry_delay
 from borobridge.settings import Settings
+from borobridge.sinks import Batch, DeadLetter, Sink
 from borobridge.streams import Stream, open_stream, stream_id
 from borobridge.transitions import AlarmTransition
 
@@ -80,7 +80,7 @@ class Pipeline:
     def __init__(
         self,
         client: BoroClient,
-        committer: Committer,
+        sink: Sink,
         settings: Settings,
         *,
         server_name: str,
@@ -93,7 +93,7 @@ class Pipeline:
         self._client = client
         self._owns = owns
         self._others: set[int] = set()  # projects whose streams belong to other shards
-        self._committer = committer
+        self._sink = sink
         self._settings = settings
         self._server = server_name
         self._factory = EventFactory(server_name)
@@ -120,7 +120,7 @@ class Pipeline:
 
     async def restore(self, *, keep_cursors: bool = True) -> None:
         """Load every committed checkpoint; call once before polling (``keep_cursors=False``: start afresh)."""
-        saved = await self._committer.restore()
+        saved = await self._sink.restore()
         self._saved = saved if keep_cursors else {}
         log.info("restored %d of %d stream checkpoints", len(self._saved), len(saved))
 
@@ -338,7 +338,7 @@ class Pipeline:
         started = self._clock()
         if batch:
             try:
-                await self._committer.deliver(batch)
+                await self._sink.deliver(batch)
             except BridgeError as error:
                 for stream in round_.touched:
                     stream.rollback()

@@ -23,13 +23,13 @@ from borobridge import reading
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
 from borobridge.boro.queries import AlarmPage, AlarmQuery
-from borobridge.delivery import Batch
 from borobridge.errors import BoroError, ConfigError
 from borobridge.events import EventFactory
 from borobridge.kafka.sink import KafkaSink
 from borobridge.reading import Position, Window
 from borobridge.replay_progress import ReplayProgress
 from borobridge.settings import Settings
+from borobridge.sinks import Batch
 from borobridge.transitions import AlarmTransition, TransitionMemory
 
 SIMULATE_URL: Final = "http://127.0.0.1:8000/ctrl_api/v1/json"

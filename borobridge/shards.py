@@ -18,10 +18,9 @@ from typing import Final
 
 from borobridge.backoff import Backoff
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch, Committer
 from borobridge.doorbell import Doorbell
 from borobridge.errors import BridgeError, CursorAheadError, FencedError
-from borobridge.health import Health, ReportingCommitter
+from borobridge.health import Health, ReportingSink
 from borobridge.kafka.group import Assignment
 from borobridge.kafka.sharding import ShardClaim
 from borobridge.kafka.sink import KafkaSink
@@ -30,6 +29,7 @@ from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.retry import retry_delay
 from borobridge.settings import KafkaSettings
+from borobridge.sinks import Batch, Sink
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ REVOKE_GRACE: Final = 5.0
 IDLE_PROGRESS: Final = 1.0
 WAITING: Final = "waiting for the shard group to assign this process its shards"
 
-PipelineFor = Callable[[Committer, ShardClaim], Pipeline]
+PipelineFor = Callable[[Sink, ShardClaim], Pipeline]
 
 
 @dataclass(slots=True)
@@ -168,11 +168,11 @@ class Shards:
                 del self._owned[claim.number]
                 self._metrics.shards_owned.set(len(self._owned))
 
-    async def _serve(self, claim: ShardClaim, stop: asyncio.Event, sink: str) -> None:
+    async def _serve(self, claim: ShardClaim, stop: asyncio.Event, sink_name: str) -> None:
         async with KafkaSink(self._kafka, self._name, claim=claim) as kafka:
-            reporting = ReportingCommitter(kafka, self._health, sink, metrics=self._metrics)
-            committer = _Takeover(reporting, self._metrics, self._rebalance_started)
-            pipeline = self._pipeline_for(committer, claim)
+            reporting = ReportingSink(kafka, self._health, sink_name, metrics=self._metrics)
+            timed = _Takeover(reporting, self._metrics, self._rebalance_started)
+            pipeline = self._pipeline_for(timed, claim)
             await pipeline.restore(keep_cursors=self._keep_cursors)
             self._pipelines[claim.number] = pipeline
             try:
@@ -182,18 +182,18 @@ class Shards:
 
 
 class _Takeover:
-    """A committer that times the first commit of a shard from the rebalance that assigned it here."""
+    """A sink that times the first commit of a shard from the rebalance that assigned it here."""
 
-    def __init__(self, committer: Committer, metrics: Metrics, rebalance_started: float) -> None:
-        self._committer = committer
+    def __init__(self, sink: Sink, metrics: Metrics, rebalance_started: float) -> None:
+        self._inner = sink
         self._metrics = metrics
         self._since: float | None = rebalance_started
 
     async def restore(self) -> dict[str, Checkpoint]:
-        return await self._committer.restore()
+        return await self._inner.restore()
 
     async def deliver(self, batch: Batch) -> None:
-        await self._committer.deliver(batch)
+        await self._inner.deliver(batch)
         if self._since is not None:
             self._metrics.shard_takeover_seconds.observe(time.monotonic() - self._since)
             self._since = None

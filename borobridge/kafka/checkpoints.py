@@ -1,9 +1,9 @@
 """The Kafka checkpoint store: the cursors read from the checkpoint topic, written with each round, and what the
-committer knows it committed, checked against what the topic says.
+sink knows it committed, checked against what the topic says.
 
 A new producer takes the transactional id back from whichever instance holds it (aiokafka asks for a producer id
 without an epoch, so the broker cannot tell a stale instance from a live one), and a commit the bridge gave up
-on may still complete at the broker. Before a new producer sends anything, the committer re-reads the committed
+on may still complete at the broker. Before a new producer sends anything, the sink re-reads the committed
 cursors and compares them with these: the same means nothing happened meanwhile; the cursors of the round given
 up on mean that round was committed after all; anything else means another instance moved them.
 """

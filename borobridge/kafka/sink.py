@@ -1,6 +1,6 @@
 """Kafka delivery: events, active-alarm table, dead letters and checkpoints in one transaction.
 
-The committer of a round: it builds the round's records and sends them through :mod:`borobridge.kafka.producer`;
+The sink of a round: it builds the round's records and sends them through :mod:`borobridge.kafka.producer`;
 :mod:`borobridge.kafka.checkpoints` restores the cursors and re-reads them after a round in doubt, and
 :mod:`borobridge.kafka.topics` creates and checks the topics. With ``kafka.transactional`` (the default) a
 ``read_committed`` consumer sees each round entirely or not at all, and a second instance with the same bridge
@@ -24,7 +24,6 @@ from typing import Final, Self
 import msgspec
 
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch, DeadLetter
 from borobridge.errors import (
     CheckpointError,
     CursorAheadError,
@@ -47,6 +46,7 @@ from borobridge.kafka.tasks import STOP_TIMEOUT, bounded, wait_abandoned
 from borobridge.kafka.topics import TopicManager, event_topic, fixed_topics
 from borobridge.schemas import documents
 from borobridge.settings import KafkaSettings
+from borobridge.sinks import Batch, DeadLetter
 from borobridge.transitions import Transition
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ _new_record: Final = tuple.__new__
 
 
 class KafkaSink:
-    """The committer for Kafka; an async context manager that owns its producer and admin client.
+    """The sink for Kafka; an async context manager that owns its producer and admin client.
 
     ``keeps_state=False`` (replays) writes events and dead letters only, never the active table.
     """

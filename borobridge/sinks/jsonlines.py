@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.delivery import Batch
 from borobridge.errors import SinkError
+from borobridge.sinks import Batch
 from borobridge.sinks.output_file import SYSTEM_CALLS, FileCalls, OutputFile
 
 log = logging.getLogger(__name__)

@@ -24,11 +24,11 @@ from paho.mqtt.properties import Properties
 
 from borobridge import tls
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.errors import MqttDeliveryError, MqttRefusedError
 from borobridge.events import CloudEvent
 from borobridge.schemas import documents
 from borobridge.settings import MqttSettings
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.mqtt_acks import PubackReasons
 from borobridge.sinks.mqtt_messages import MqttMessage, event_messages

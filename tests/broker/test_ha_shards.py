@@ -22,11 +22,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.errors import FencedError
 from borobridge.kafka.sharding import ShardClaim, shard_of
 from borobridge.kafka.sink import KafkaSink
 from borobridge.simulator import Simulator, serve_simulator
+from borobridge.sinks import Batch
 from tests.support.bridge_process import BridgeProcess
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.errors import CursorAheadError, FencedError, KafkaDeliveryError
 from borobridge.kafka.sink import KafkaSink
 from borobridge.pipeline import Pipeline
 from borobridge.settings import KafkaSettings
 from borobridge.simulator import Simulator, serve_simulator
+from borobridge.sinks import Batch
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_bridge import event_topics, kafka_bridge_and_sink

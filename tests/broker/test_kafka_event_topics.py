@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from borobridge.boro.client import BoroClient
-from borobridge.health import Health, ReportingCommitter
+from borobridge.health import Health, ReportingSink
 from borobridge.kafka.sink import KafkaSink
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
@@ -57,7 +57,7 @@ async def test_a_refused_events_topic_holds_back_its_project_alone(kafka: KafkaC
     topics = [f"{prefix}.alarms.{project.id}" for project in sim.projects()]
     async with serve_simulator(sim) as url, httpx.AsyncClient() as http, KafkaSink(settings, prefix) as sink:
         bridge = bridge_settings(url, BOROBRIDGE_NAME=prefix, BOROBRIDGE_BORO__POLL_INTERVAL="0.2")
-        committer = ReportingCommitter(sink, health, "kafka", metrics=metrics)
+        committer = ReportingSink(sink, health, "kafka", metrics=metrics)
         pipeline = Pipeline(BoroClient(http, bridge.boro), committer, bridge, server_name="boro-test", health=health)
         await pipeline.restore()
         health.mark_restored()

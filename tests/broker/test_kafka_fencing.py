@@ -11,9 +11,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import UnknownTopicOrPartitionError
 
-from borobridge.delivery import Batch
 from borobridge.errors import FencedError
 from borobridge.kafka.sink import KafkaSink
+from borobridge.sinks import Batch
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_reading import kafka_settings
 

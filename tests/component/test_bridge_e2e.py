@@ -21,11 +21,11 @@ from cloudevents.core.formats.json import JSONFormat
 
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.delivery import Batch
 from borobridge.errors import SinkError
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.simulator import Change, Faults, Simulator, serve_simulator
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.support.expectations import (
     assert_exactly_once_in_order,
@@ -118,7 +118,7 @@ async def test_cursor_stays_while_boro_fails(tmp_path: Path) -> None:
         assert [stream.token for stream in pipeline.streams] != tokens
 
 
-class FlakyCommitter:
+class FlakySink:
     """The JSON-lines sink, failing the deliveries whose numbers (from 1) are in ``failing``."""
 
     def __init__(self, sink: JsonLinesSink, failing: set[int]) -> None:
@@ -143,7 +143,7 @@ async def test_a_failed_round_also_gives_up_the_round_prepared_behind_it(tmp_pat
     active_at_start = {f"{r.alarm['id']}-raised" for r in sim.records() if r.alarm.get("active") is True}
     start_seq = sim.changes()[-1].seq
     output = tmp_path / "events.jsonl"
-    committer = FlakyCommitter(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), output), set())
+    committer = FlakySink(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), output), set())
     overrides = {"BOROBRIDGE_FIRST_START__MODE": "now", "BOROBRIDGE_BORO__PAGE_SIZE": "5"}
     async with serve_simulator(sim) as url, httpx.AsyncClient() as http:
         settings = bridge_settings(url, tmp_path, **overrides)

@@ -16,12 +16,12 @@ import pytest
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.delivery import Batch
 from borobridge.doorbell import Doorbell
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import WebhookSettings, load_settings
 from borobridge.simulator import ENDPOINT_PATH, Simulator, SimulatorApp
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.webhooks import WebhookApp, serve_webhooks
 from tests.support.expectations import expected_ids, read_events

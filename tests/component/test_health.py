@@ -17,13 +17,13 @@ import pytest
 
 from borobridge.app import delivery_bound
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.delivery import Batch
 from borobridge.errors import BoroHTTPError, CheckpointError, ConfigError, KafkaDeliveryError
-from borobridge.health import Health, ReportingCommitter
+from borobridge.health import Health, ReportingSink
 from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.settings import load_settings
 from borobridge.simulator import serve_simulator
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.support.expectations import simulator_with_history
 from tests.support.ports import free_port
@@ -250,7 +250,7 @@ async def test_a_sink_outage_is_logged_once_and_its_end_once(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     health = ready_health(clock, sink_bound=5.0)
-    committer = ReportingCommitter(FlakySink(failures=5), health, "kafka")
+    committer = ReportingSink(FlakySink(failures=5), health, "kafka")
     caplog.set_level(logging.INFO, logger="borobridge")
     for _ in range(5):
         with pytest.raises(KafkaDeliveryError):
@@ -294,7 +294,7 @@ def test_a_sink_reporting_without_registration_is_expected_from_then_on(clock: F
 async def test_reporting_committer_reports_real_deliveries(tmp_path: Path, clock: FakeClock) -> None:
     health = ready_health(clock, sink_bound=5.0)
     sink = JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), tmp_path / "events.jsonl")
-    committer = ReportingCommitter(sink, health, "output")
+    committer = ReportingSink(sink, health, "output")
     try:
         assert await committer.restore() == {}
         await committer.deliver(Batch(checkpoints=[Checkpoint(stream="s1", update_token=7)]))
@@ -313,7 +313,7 @@ async def test_reporting_committer_reports_real_deliveries(tmp_path: Path, clock
 async def test_reporting_committer_reports_a_failed_restore(tmp_path: Path, clock: FakeClock) -> None:
     health = ready_health(clock, sink_bound=5.0)
     (tmp_path / "state.json").mkdir()
-    committer = ReportingCommitter(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json")), health, "output")
+    committer = ReportingSink(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json")), health, "output")
     with pytest.raises(CheckpointError):
         await committer.restore()
     clock.advance(6.0)

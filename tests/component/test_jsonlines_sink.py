@@ -18,9 +18,9 @@ import msgspec
 import pytest
 
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore, LocalState
-from borobridge.delivery import Batch
 from borobridge.errors import CheckpointError, SinkError
 from borobridge.events import CloudEvent
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from borobridge.sinks.output_file import FileCalls
 from borobridge.transitions import Transition

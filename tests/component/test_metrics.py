@@ -14,12 +14,12 @@ from borobridge import __version__, errors
 from borobridge import metrics as metrics_module
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.delivery import Batch
 from borobridge.errors import CheckpointError
-from borobridge.health import Health, ReportingCommitter
+from borobridge.health import Health, ReportingSink
 from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.simulator import Simulator, serve_simulator
+from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
 from tests.support.pipelines import bridge
 from tests.support.ports import free_port
@@ -122,7 +122,7 @@ async def _no_wait() -> None:
 async def test_a_failed_delivery_is_counted_by_its_kind(tmp_path: Path) -> None:
     metrics = Metrics()
     sink = JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), tmp_path / "events.jsonl")
-    committer = ReportingCommitter(sink, Health(), "output", metrics=metrics)
+    committer = ReportingSink(sink, Health(), "output", metrics=metrics)
     try:
         await committer.deliver(Batch(checkpoints=[Checkpoint(stream="s1", update_token=7)]))
         (tmp_path / "state.json.tmp").mkdir()

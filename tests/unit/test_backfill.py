@@ -17,12 +17,12 @@ import pytest
 
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.reading import Window
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
+from borobridge.sinks import Batch
 from tests.support.expectations import expected_ids
 
 START: Final = 1_790_000_000.0
@@ -45,7 +45,7 @@ class ManualClock:
         return self.now
 
 
-class DurableCommitter:
+class DurableSink:
     """Keeps delivered events and checkpoints as bytes; dies after writing the delivery it is told to."""
 
     def __init__(self, crash_at: int = 0) -> None:
@@ -124,7 +124,7 @@ async def no_sleep(_: float) -> None:
 
 
 async def until_everything_delivered(
-    pipeline: Pipeline, sim: Simulator, clock: ManualClock, committer: DurableCommitter
+    pipeline: Pipeline, sim: Simulator, clock: ManualClock, committer: DurableSink
 ) -> None:
     for _ in range(MAX_CYCLES):
         if expected_ids(sim) <= {event["id"] for event in committer.events} and not any(
@@ -142,7 +142,7 @@ async def cycles_until_a_crash(pipeline: Pipeline, clock: ManualClock) -> None:
         await pipeline.poll_once()
 
 
-def assert_each_once(committer: DurableCommitter, sim: Simulator) -> None:
+def assert_each_once(committer: DurableSink, sim: Simulator) -> None:
     counts = Counter(event["id"] for event in committer.events)
     assert not [i for i, n in counts.items() if n > 1], "a transition was delivered twice"
     assert set(counts) == expected_ids(sim)
@@ -152,7 +152,7 @@ async def test_live_alarms_of_every_project_flow_while_twenty_histories_are_read
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sim, clock = world_with_history()
-    committer = DurableCommitter()
+    committer = DurableSink()
     metrics = Metrics()
     options = bridge_settings()
     caplog.set_level(logging.INFO, logger="borobridge.pipeline")
@@ -184,7 +184,7 @@ async def test_live_alarms_of_every_project_flow_while_twenty_histories_are_read
 
 async def test_a_crash_in_the_middle_of_the_history_resumes_it() -> None:
     sim, clock = world_with_history()
-    committer = DurableCommitter(crash_at=6)
+    committer = DurableSink(crash_at=6)
     options = bridge_settings()
     recorder = Recorder(sim)
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:

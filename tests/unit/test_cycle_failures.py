@@ -11,11 +11,11 @@ import pytest
 
 from borobridge.boro.client import MAX_ATTEMPTS, BoroClient
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
+from borobridge.sinks import Batch
 
 FAILED_CYCLES: Final = 3
 
@@ -34,7 +34,7 @@ class Outage:
         return self._answer(request)
 
 
-class NullCommitter:
+class NullSink:
     async def restore(self) -> dict[str, Checkpoint]:
         return {}
 
@@ -59,7 +59,7 @@ async def test_a_repeated_cycle_failure_is_said_once_and_its_end_once(caplog: py
     outage = Outage(Simulator(seed=1), FAILED_CYCLES * MAX_ATTEMPTS)
     async with httpx.AsyncClient(transport=httpx.MockTransport(outage)) as http:
         client = BoroClient(http, options.boro, sleep=no_sleep)
-        pipeline = Pipeline(client, NullCommitter(), options, server_name="boro-test", metrics=metrics)
+        pipeline = Pipeline(client, NullSink(), options, server_name="boro-test", metrics=metrics)
         await pipeline.restore()
         for _ in range(FAILED_CYCLES + 2):  # bounded: every failure, then two cycles that work
             await pipeline.poll_once()

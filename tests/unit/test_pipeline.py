@@ -17,11 +17,11 @@ import msgspec
 
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.errors import SinkError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
+from borobridge.sinks import Batch
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.settings import bridge_settings
 
@@ -29,7 +29,7 @@ CYCLES: Final = 50  # at most this many poll cycles for a scenario to be read wh
 GATE_S: Final = 5.0  # at most this long for a delivery to wait for the next round's read
 
 
-class MemoryCommitter:
+class MemorySink:
     """Keeps what it delivers; fails the deliveries it is told to, and can hold one until an event is set."""
 
     def __init__(self) -> None:
@@ -87,7 +87,7 @@ class Boro:
 
 
 @asynccontextmanager
-async def pipeline_on(boro: Boro, committer: MemoryCommitter, settings: Settings) -> AsyncIterator[Pipeline]:
+async def pipeline_on(boro: Boro, committer: MemorySink, settings: Settings) -> AsyncIterator[Pipeline]:
     async with httpx.AsyncClient(transport=httpx.MockTransport(boro)) as http:
         pipeline = Pipeline(
             BoroClient(http, settings.boro, sleep=no_sleep), committer, settings, server_name="boro-test"
@@ -114,7 +114,7 @@ def project_ids(sim: Simulator, project: int) -> set[str]:
     return {event_id for event_id in expected_ids(sim) if event_id.split("-")[0] in records}
 
 
-async def poll_until_complete(pipeline: Pipeline, committer: MemoryCommitter, expected: set[str]) -> None:
+async def poll_until_complete(pipeline: Pipeline, committer: MemorySink, expected: set[str]) -> None:
     for _ in range(CYCLES):
         if ids_of(committer.events) >= expected:
             return
@@ -123,7 +123,7 @@ async def poll_until_complete(pipeline: Pipeline, committer: MemoryCommitter, ex
 
 async def test_one_round_is_delivered_and_committed() -> None:
     sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
-    committer = MemoryCommitter()
+    committer = MemorySink()
     async with pipeline_on(Boro(sim), committer, bridge_settings()) as pipeline:
         await pipeline.poll_once()  # the snapshot, the history, then the live lane: rounds of one cycle
         streams = {stream.id for stream in pipeline.streams}
@@ -137,7 +137,7 @@ async def test_one_round_is_delivered_and_committed() -> None:
 
 async def test_a_failed_delivery_rolls_back_and_the_next_round_yields_the_same_events() -> None:
     sim = simulator_with_history(5, seed=3, projects=2, rate_per_second=4)
-    committer = MemoryCommitter()
+    committer = MemorySink()
     committer.fail_first_events = True
     async with pipeline_on(Boro(sim), committer, bridge_settings()) as pipeline:
         await pipeline.poll_once()
@@ -157,7 +157,7 @@ async def test_a_stream_whose_read_fails_does_not_stop_the_others_in_the_round()
     failing, working = (project.id for project in sim.projects())
     boro = Boro(sim)
     boro.failing_project = failing
-    committer = MemoryCommitter()
+    committer = MemorySink()
     async with pipeline_on(boro, committer, bridge_settings()) as pipeline:
         await pipeline.poll_once()
         assert project_ids(sim, working), "the working project has transitions"
@@ -172,7 +172,7 @@ async def test_a_stream_whose_read_fails_does_not_stop_the_others_in_the_round()
 async def test_a_round_read_during_a_failing_delivery_is_given_up_with_it() -> None:
     sim = simulator_with_history(30, seed=5, projects=1, rate_per_second=6)
     boro = Boro(sim)
-    committer = MemoryCommitter()
+    committer = MemorySink()
     second_round_read = asyncio.Event()
     boro.on_task_alarms = lambda requests: second_round_read.set() if requests == 2 else None
     committer.hold_until = second_round_read

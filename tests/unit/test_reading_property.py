@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
+from borobridge.sinks import Batch
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids
 from tests.support.settings import bridge_environ
 
@@ -86,7 +86,7 @@ class ManualClock:
         return self.now
 
 
-class DurableCommitter:
+class DurableSink:
     """Keeps delivered events and checkpoints as bytes; dies (raises ``Crash``) on the deliveries it is told."""
 
     def __init__(self) -> None:
@@ -129,7 +129,7 @@ async def no_sleep(_: float) -> None:
 
 
 async def run_with_crashes(
-    sim: Simulator, clock: ManualClock, committer: DurableCommitter, page_size: int, hidden: set[int]
+    sim: Simulator, clock: ManualClock, committer: DurableSink, page_size: int, hidden: set[int]
 ) -> int:
     """Poll a cycle per simulated second while the world moves, then while it stands still; returns crashes.
 
@@ -315,7 +315,7 @@ def check_scenario(personality: Personality, fault_mix: Faults, seed: int, page_
         rate_per_second=8.0,
         mean_state_seconds=6.0,
     )
-    committer = DurableCommitter()
+    committer = DurableSink()
     committer.crash_at = crash_at
     finds = SweepFinds()
     hidden: set[int] = set()

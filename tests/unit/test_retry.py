@@ -12,11 +12,11 @@ from borobridge.backoff import Backoff
 from borobridge.boro.client import MAX_ATTEMPTS, BoroClient
 from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
-from borobridge.delivery import Batch
 from borobridge.errors import BoroError, BridgeError, SinkError
 from borobridge.pipeline import Pipeline
 from borobridge.retry import repeat_delay, retry_delay
 from borobridge.settings import load_settings
+from borobridge.sinks import Batch
 from tests.support.records import record_bytes
 
 URL = "http://boro.test/ctrl_api/v1/json"
@@ -96,7 +96,7 @@ async def test_the_client_repeats_a_new_retriable_error_after_its_retry_after() 
     assert (requests[0], slept) == (2, [4.0])
 
 
-class Committer:
+class Sink:
     """A sink that fails every delivery with ``error``."""
 
     def __init__(self, error: BridgeError) -> None:
@@ -114,14 +114,14 @@ class Committer:
 async def test_the_cycle_waits_a_new_retriable_errors_retry_after() -> None:
     slept: list[float] = []
     client, requests = client_for(failures=MAX_ATTEMPTS, slept=slept)
-    pipeline = Pipeline(client, Committer(SinkError("unused")), SETTINGS, server_name="boro-test")
+    pipeline = Pipeline(client, Sink(SinkError("unused")), SETTINGS, server_name="boro-test")
     await pipeline.restore()
     assert await pipeline.poll_once() == 4.0
     assert (requests[0], slept) == (MAX_ATTEMPTS, [4.0] * (MAX_ATTEMPTS - 1))
 
 
 async def test_the_cycle_waits_the_longest_backoff_for_any_permanent_error() -> None:
-    committer = Committer(SuspendedError("the sink's quota is used up"))
+    committer = Sink(SuspendedError("the sink's quota is used up"))
     client, _ = client_for(failures=0, slept=[])
     pipeline = Pipeline(client, committer, SETTINGS, server_name="boro-test")
     await pipeline.restore()
