@@ -20,13 +20,16 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.errors import SinkError
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings
-from borobridge.simulator import Simulator, as_mock_transport_handler
+from borobridge.simulator import Simulator, StoredRecord, as_mock_transport_handler
 from borobridge.sinks import Batch
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids, simulator_with_history
 from tests.support.settings import bridge_settings
 
 CYCLES: Final = 50  # at most this many poll cycles for a scenario to be read whole
 GATE_S: Final = 5.0  # at most this long for a delivery to wait for the next round's read
+REQUEST_S: Final = 0.03  # Boro's time to answer one request, on the pipeline's clock
+BACKLOG: Final = 300  # records one project gains at once: with pages of 5, a catch-up of many rounds
+LIVE_AFTER: Final = 10  # the quiet project's alarm is raised this many requests into the catch-up
 
 
 class MemorySink:
@@ -86,12 +89,26 @@ class Boro:
         return httpx.Response(200, json=body)
 
 
+class SteppedClock:
+    """The pipeline's clock, moved on by the requests Boro answers."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
-async def pipeline_on(boro: Boro, committer: MemorySink, settings: Settings) -> AsyncIterator[Pipeline]:
+async def pipeline_on(
+    boro: Boro, committer: MemorySink, settings: Settings, clock: Callable[[], float] | None = None
+) -> AsyncIterator[Pipeline]:
     async with httpx.AsyncClient(transport=httpx.MockTransport(boro)) as http:
-        pipeline = Pipeline(
-            BoroClient(http, settings.boro, sleep=no_sleep), committer, settings, server_name="boro-test"
-        )
+        client = BoroClient(http, settings.boro, sleep=no_sleep)
+        if clock is None:
+            pipeline = Pipeline(client, committer, settings, server_name="boro-test")
+        else:
+            pipeline = Pipeline(client, committer, settings, server_name="boro-test", clock=clock)
         await pipeline.restore()
         yield pipeline
 
@@ -187,3 +204,41 @@ async def test_a_round_read_during_a_failing_delivery_is_given_up_with_it() -> N
         await poll_until_complete(pipeline, committer, expected_ids(sim))
     assert len(expected_ids(sim)) > 20, "the world needs more than two pages of ten"
     assert_exactly_once_in_order(committer.events, sim, expected_ids(sim))
+
+
+async def test_a_long_catch_up_never_holds_another_stream_past_one_poll_interval() -> None:
+    sim = Simulator(seed=3, projects=2, rate_per_second=0.0)
+    busy, quiet = (project.id for project in sim.projects())
+    clock, boro, sink = SteppedClock(), Boro(sim), MemorySink()
+    live: list[StoredRecord] = []
+    requests_at_delivery: dict[str, int] = {}
+    created_at = 0
+
+    def answered(count: int) -> None:
+        nonlocal created_at
+        clock.now += REQUEST_S
+        for event in sink.events:
+            requests_at_delivery.setdefault(event["id"], count)
+        if count == created_at + LIVE_AFTER and not live:  # in the middle of the busy project's catch-up
+            live.append(sim.trigger(sim.tasks(quiet)[0].task_id, "AudioTrackMissing"))
+            created_at = count
+
+    settings = bridge_settings(BOROBRIDGE_FIRST_START__MODE="now", BOROBRIDGE_BORO__PAGE_SIZE="5")
+    interval_requests = settings.boro.poll_interval / REQUEST_S
+    async with pipeline_on(boro, sink, settings, clock) as pipeline:
+        await pipeline.poll_once()  # the snapshots: both streams follow tokens from here
+        busy_tasks = sim.tasks(busy)
+        for n in range(BACKLOG):
+            sim.trigger(busy_tasks[n % len(busy_tasks)].task_id, "AudioTrackMissing")
+        created_at = boro.task_alarms_requests
+        boro.on_task_alarms = answered
+        await pipeline.poll_once()  # one cycle: the busy project's catch-up takes every request it may
+        await pipeline.poll_once()
+    assert live, "the catch-up ended before the quiet project's alarm was raised: nothing was tested"
+    live_id = f"{live[0].alarm['id']}-raised"
+    delivered = [event["id"] for event in sink.events]
+    assert live_id in delivered, "the quiet project's alarm was never delivered"
+    behind = project_ids(sim, busy) - set(delivered[: delivered.index(live_id)])
+    assert behind, "the busy project had caught up before the quiet one was read: nothing was tested"
+    waited = requests_at_delivery.get(live_id, boro.task_alarms_requests) - created_at
+    assert waited <= interval_requests + 2, f"the quiet project waited {waited} requests behind the catch-up"
