@@ -201,7 +201,8 @@ async def test_kafka_stopping_mid_run_turns_readyz_503_within_the_bound_and_back
     assert sink[-1][0] == "INFO", sink
     assert sink[-1][1].endswith(" delivers again"), sink
     aiokafka = [message for _, name, message in bridge.lines() if name.startswith("aiokafka")]
-    assert len(aiokafka) <= 10, "\n".join(aiokafka)
+    clients = len(by_shard) + 1  # a producer per shard, and the shard group's consumer
+    assert len(aiokafka) <= 10 * clients, "\n".join(aiokafka)  # a few lines per client, never a flood
 
 
 @pytest.mark.kafka
