@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -105,10 +106,7 @@ async def pipeline_on(
 ) -> AsyncIterator[Pipeline]:
     async with httpx.AsyncClient(transport=httpx.MockTransport(boro)) as http:
         client = BoroClient(http, settings.boro, sleep=no_sleep)
-        if clock is None:
-            pipeline = Pipeline(client, committer, settings, server_name="boro-test")
-        else:
-            pipeline = Pipeline(client, committer, settings, server_name="boro-test", clock=clock)
+        pipeline = Pipeline(client, committer, settings, server_name="boro-test", clock=clock or time.monotonic)
         await pipeline.restore()
         yield pipeline
 
