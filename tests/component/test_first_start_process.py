@@ -32,6 +32,7 @@ SLACK: Final = 1.5  # seconds a loaded machine may add to one poll interval
 OPENED_S: Final = 30.0
 COMPLETE_S: Final = 180.0
 HISTORY_OPENED: Final = "reading history from"
+HISTORY_DONE: Final = "history read up to the live alarms"
 ADVICE: Final = "first_start.history: beside delivers them at once"
 
 
@@ -82,6 +83,7 @@ async def until_delivered(output: OutputFollower, ids: set[str], bridge: BridgeP
 
 
 def assert_raised_before_cleared(events: list[dict[str, Any]]) -> None:
+    """Whichever lane read a state, its ``raised`` came out before its ``cleared``."""
     position = {event["id"]: index for index, event in enumerate(events)}
     cleared = [i for i in position if i.endswith("-cleared")]
     late = [i for i in cleared if position[i.removesuffix("-cleared") + "-raised"] > position[i]]
@@ -106,6 +108,7 @@ async def test_every_projects_live_alarm_flows_within_a_poll_interval_while_twen
             await until_delivered(output, live, bridge, within=POLL_INTERVAL + SLACK)
             remaining = await backfill_remaining(health)
             await wait_until_complete(output.read_ids, expected_ids(sim), bridge, seconds=COMPLETE_S)
+            await wait_for_lines(bridge, HISTORY_DONE, PROJECTS, COMPLETE_S)  # a last read may find nothing new
             finished = await backfill_remaining(health)
         finally:
             await bridge.stop()
@@ -118,7 +121,7 @@ async def test_every_projects_live_alarm_flows_within_a_poll_interval_while_twen
     assert set(counts) == expected_ids(sim)
     assert_raised_before_cleared(events)
     assert set(finished.values()) == {0.0}
-    assert bridge.said().count("history read up to the live alarms") == PROJECTS
+    assert bridge.said().count(HISTORY_DONE) == PROJECTS
     assert ADVICE not in bridge.said()
 
 
