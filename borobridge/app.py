@@ -43,7 +43,7 @@ from borobridge.metrics import Metrics
 from borobridge.mqtt_relay import MqttRelay
 from borobridge.pipeline import Pipeline
 from borobridge.secret import without_userinfo
-from borobridge.settings import KafkaSettings, Settings
+from borobridge.settings import FirstStartSettings, KafkaSettings, Settings
 from borobridge.shards import Shards
 from borobridge.simulator import Simulator, describe, faults_from, personality_from, serve_simulator
 from borobridge.sinks import Sink
@@ -70,6 +70,8 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
         if settings.health.enabled:
             await _serve_health(settings, health, metrics, stack)
         _install_signal_handlers(stop)
+        if advice := history_first_trade_off(settings.first_start):
+            log.info("%s", advice)
         url = settings.boro.url or await stack.enter_async_context(_embedded_simulator(settings))
         http = await stack.enter_async_context(BoroHttpClient(settings.boro, metrics.boro_request_seconds))
         publisher = await _mqtt_publisher(settings, stack)
@@ -98,6 +100,18 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> N
                 stack=stack,
             )
     log.info("borobridge stopped")
+
+
+def history_first_trade_off(first_start: FirstStartSettings) -> str | None:
+    """What a first start that reads its history before the live alarms costs, and the other choice (None: the
+    configuration reads no history, or reads it beside the live alarms). Said once per process, not per stream."""
+    if first_start.mode == "now" or first_start.history != "first":
+        return None
+    return (
+        f"first_start.mode {first_start.mode} with first_start.history first: a stream that starts without a cursor "
+        "reads its history before its live alarms, which wait for it; first_start.history: beside delivers them "
+        "at once, at the cost of each task's order across the history boundary (docs/reading.md, First start)"
+    )
 
 
 PipelineMaker = Callable[[Sink, Callable[[str], bool] | None], Pipeline]
