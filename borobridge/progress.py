@@ -33,13 +33,22 @@ class ReadingProgress:
         self._log = logger
         self._clock = clock
         self._next_line = 0.0
+        self._live_lane_history: set[str] = set()  # streams whose live lane reads their history itself
 
     def committed(self, stream: Stream, *, was_reading: bool) -> None:
-        """Set the stream's history gauge from its committed history read; say so once it reached the present."""
-        remaining = reading.backfill_remaining(stream.committed_backfill, stream.committed.clock)
+        """Set the stream's history gauge from its committed history read; say so once it reached the present.
+
+        A history handed to the live lane (``first_start.history: first``, or no floor to split at) is followed
+        through the live lane's period windows until they are read.
+        """
+        if was_reading and stream.committed_backfill is None and stream.committed.windows:
+            self._live_lane_history.add(stream.id)
+        history = self._history(stream)
+        remaining = reading.backfill_remaining(history, stream.committed.clock)
         if remaining is not None:
             self._metrics.backfill_remaining.labels(stream.id).set(remaining)
-        if was_reading and stream.committed_backfill is None:
+        if history is None and (was_reading or stream.id in self._live_lane_history):
+            self._live_lane_history.discard(stream.id)
             self._log.info("stream %s: history read up to the live alarms; the first start is complete", stream.id)
 
     def report(self, streams: Iterable[Stream]) -> None:
@@ -49,12 +58,18 @@ class ReadingProgress:
             return
         self._next_line = now + BACKFILL_LOG_INTERVAL
         for stream in streams:
-            if stream.committed_backfill is None:
+            history = self._history(stream)
+            if history is None:
                 continue
-            remaining = reading.backfill_remaining(stream.committed_backfill, stream.committed.clock)
+            remaining = reading.backfill_remaining(history, stream.committed.clock)
             left = "unknown yet" if remaining is None else f"{remaining} s of Boro time"
-            where = describe(stream.committed_backfill)
-            self._log.info("stream %s: reading history, at %s, %s to go", stream.id, where, left)
+            self._log.info("stream %s: reading history, at %s, %s to go", stream.id, describe(history), left)
+
+    def _history(self, stream: Stream) -> Position | None:
+        """The committed read of the stream's history still under way, in its own lane or the live one."""
+        if stream.id in self._live_lane_history:
+            return stream.committed if stream.committed.windows else None
+        return stream.committed_backfill
 
     def reconciled(self, stream: Stream, missed: Iterable[AlarmTransition]) -> None:
         """Count and say each transition the sweep found that the token path missed."""

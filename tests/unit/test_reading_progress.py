@@ -102,3 +102,31 @@ def test_each_transition_the_sweep_found_is_counted_and_said(log: pytest.LogCapt
         )
         for kind in ("raised", "cleared")
     ]
+
+
+def test_a_history_the_live_lane_reads_itself_is_followed_until_the_live_lane_catches_up(
+    log: pytest.LogCaptureFixture,
+) -> None:
+    """``first_start.history: first``: once the snapshot is read the live lane reads the history by period, so the
+    gauge follows the live lane's windows and the first start is complete only when they are read."""
+    metrics = Metrics()
+    progress = ReadingProgress(metrics, logging.getLogger(LOGGER), ManualClock())
+    stream = stream_of(23, Position(windows=(Window(1_000),)))
+    stream.committed_backfill = None  # handed to the live lane with the snapshot's round
+    stream.committed = Position(token=9, clock=4_600, windows=(Window(1_000),))
+    progress.committed(stream, was_reading=True)
+    assert remaining(metrics, stream) == 3_600
+    progress.report([stream])
+    stream.committed = Position(token=9, clock=4_600, windows=(Window(3_000),))
+    progress.committed(stream, was_reading=False)
+    assert remaining(metrics, stream) == 1_600
+    assert [r.getMessage() for r in log.records] == [
+        "stream boro-test/23: reading history, at period 1000.., 3600 s of Boro time to go"
+    ]
+    stream.committed = Position(token=12, clock=4_610)
+    progress.committed(stream, was_reading=False)
+    progress.committed(stream, was_reading=False)
+    assert remaining(metrics, stream) == 0
+    assert [r.getMessage() for r in log.records][1:] == [
+        "stream boro-test/23: history read up to the live alarms; the first start is complete"
+    ]
