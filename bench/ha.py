@@ -8,7 +8,9 @@ by a ``read_committed`` consumer tailing the checkpoint topic; then start it aga
 the shards. Target: p99 within the group's session timeout plus two poll intervals.
 
 ``python -m bench.ha scale [--projects N] [--seconds S]``: N projects polled every 5 s by three replicas, then by one
-replica holding a third of them (N/3 projects), CPU and resident memory per replica over S seconds.
+replica holding a third of them (N/3 projects), CPU and resident memory per replica over S seconds, and the
+TaskAlarms calls the simulator answered for each project in that window: a replica waiting on a saturated
+simulator would look cheap, so the achieved poll rate is part of the result.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import signal
 import statistics
@@ -30,6 +33,7 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.doorbell import SteeredSimulator, steered_simulator
 from bench.processes import REPO, kafka_broker, machine_load, read_process, simulator_process, stop_process
 from bench.report import Check, Series, Table
 from borobridge.kafka.group import SESSION_TIMEOUT_MS
@@ -224,17 +228,36 @@ async def _usage(pids: list[int], seconds: float) -> list[Usage]:
     return [Usage([(last[pid].cpu_seconds - first[pid].cpu_seconds) / elapsed], [peaks[pid] / 2**20]) for pid in pids]
 
 
+@dataclass(frozen=True)
+class Polls:
+    """TaskAlarms calls answered over a window: polls (token reads) in all, and of the least and the most polled
+    project; other reads (pages, periods: the sweep, a history read, a start)."""
+
+    polls: int
+    fewest: int
+    most: int
+    reads: int
+
+
+async def _take_polls(sim: SteeredSimulator) -> Polls:
+    """The simulator's poll counts since the last time they were taken; they start again from here."""
+    await sim.command("polls")
+    polls, fewest, most, reads = (int(word) for word in (await sim.line("polls ")).split())
+    return Polls(polls, fewest, most, reads)
+
+
 @dataclass
 class FleetUsage:
     replicas: list[Usage]
     simulator: Usage
     streams: list[int]  # streams opened by each replica (its log's "opened" lines)
+    polls: Polls
 
 
 async def _run_replicas(kafka_bootstrap: str, projects: int, count: int, seconds: float, name: str) -> FleetUsage:
     with tempfile.TemporaryDirectory(prefix="bench-ha-scale-") as scratch:
         options = ["--projects", str(projects), "--rate", str(projects / 50), "--step", "1.0", "--retain", "600"]
-        async with simulator_process(options) as sim:
+        async with steered_simulator(options) as sim:
             config = bridge_config(
                 Path(scratch), sim.url, kafka_bootstrap, name=name, poll_interval=SCALE_POLL_INTERVAL
             )
@@ -242,11 +265,13 @@ async def _run_replicas(kafka_bootstrap: str, projects: int, count: int, seconds
                 if count == REPLICAS:
                     await replicas.settled()
                 await asyncio.sleep(3 * SCALE_POLL_INTERVAL)  # the first starts done, cycles at their pace
+                await _take_polls(sim)
                 *usages, simulator = await _usage([r.pid for r in replicas.replicas] + [sim.process.pid], seconds)
+                polls = await _take_polls(sim)
                 streams = [_opened(replica.log) for replica in replicas.replicas]
                 for replica in replicas.replicas:
                     _print_warnings(replica.log)
-                return FleetUsage(usages, simulator, streams)
+                return FleetUsage(usages, simulator, streams, polls)
 
 
 def _print_warnings(log: Path, last: int = 5) -> None:
@@ -282,8 +307,30 @@ async def measure_scale(projects: int, seconds: float) -> Table:
     table.notes.append(f"streams opened per replica: {shared.streams}; by the one replica: {alone.streams}")
     table.checks.append(Check("busiest replica CPU", 100 * worst_cpu, 100 * TARGET_CPU_SHARE, unit="% of a core"))
     table.checks.append(Check("largest replica peak RSS", worst_rss, TARGET_RSS_MB, unit="MiB"))
+    _add_polls(table, shared.polls, projects, seconds, f"{projects} over {REPLICAS}")
+    _add_polls(table, alone.polls, projects // REPLICAS, seconds, f"{projects // REPLICAS} on one")
     table.notes.append(machine_load())
     return table
+
+
+def _add_polls(table: Table, polls: Polls, projects: int, seconds: float, run: str) -> None:
+    """Token reads per project per poll interval, other reads per second, and a check that the least polled
+    project missed at most the one interval a window that does not start on a cycle's start may cut."""
+    intervals = seconds / SCALE_POLL_INTERVAL
+    table.add(Series(f"{run}: polls per project per 5 s, mean", "calls", [polls.polls / projects / intervals]))
+    table.add(Series(f"{run}: polls per 5 s, least polled", "calls", [polls.fewest / intervals]))
+    table.add(Series(f"{run}: polls per 5 s, most polled", "calls", [polls.most / intervals]))
+    table.add(Series(f"{run}: other TaskAlarms reads", "calls/s", [polls.reads / seconds]))
+    expected = math.floor(intervals) - 1
+    table.checks.append(
+        Check(
+            f"{run}: polls of the least polled project in {seconds:g} s",
+            polls.fewest,
+            expected,
+            better="higher",
+            unit="calls",
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

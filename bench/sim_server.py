@@ -12,7 +12,10 @@ With ``--webhook-url``, every change is also sent as a webhook (``borobridge.sim
 ``--webhook-lost`` of them lost. With ``--steer``, lines on stdin steer a running simulator: ``lost <share>``
 changes that share, ``rate <records/s>`` the rate of new records, and ``count`` prints ``count <requests> <peak>
 <sent> <lost> <queued>``: the Boro requests answered so far, the most in flight at once since the last
-``count``, and the webhooks sent, lost and still queued.
+``count``, and the webhooks sent, lost and still queued; ``polls`` prints ``polls <polls> <fewest> <most> <reads>``:
+the TaskAlarms calls with an ``update_token`` (polls) answered since the last ``polls``, the fewest and most of
+them that named one project (over every project of the world, so a project never polled counts 0), and the other
+TaskAlarms calls (page and period reads).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import asyncio
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 import msgspec
 
-from borobridge.asgi_server import ASGIApp, Receive, Scope, Send, serve_asgi
+from borobridge.asgi_server import ASGIApp, Message, Receive, Scope, Send, serve_asgi
 from borobridge.settings import SimulatorWebhookSettings
 from borobridge.simulator import ENDPOINT_PATH, Change, Simulator, SimulatorApp, WebhookSender, sending_webhooks
 
@@ -75,11 +79,52 @@ class World:
             self._log.writelines(f"{event_id(change)} {created:.6f} {interval_start:.6f}\n" for change in changes)
 
 
-class CountingApp:
-    """The simulator's ASGI app, counting the requests it answers and the most in flight at once."""
+class _Call(msgspec.Struct):
+    method: object = None
+    params: dict[str, object] = {}
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class _Envelope(msgspec.Struct):
+    methods: list[_Call] = []
+
+
+_ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
+
+
+class PollCounter:
+    """TaskAlarms calls per project, read from the request bodies: whether every project was polled."""
+
+    def __init__(self, project_ids: Iterable[int]) -> None:
+        self._project_ids = list(project_ids)
+        self.polls: Counter[object] = Counter()
+        self.reads = 0
+
+    def count(self, body: bytes) -> None:
+        """Count the TaskAlarms calls of one request (a body the simulator refuses counts nothing)."""
+        try:
+            methods = _ENVELOPE_DECODER.decode(body).methods
+        except msgspec.DecodeError:
+            return
+        calls = [call.params for call in methods if call.method == "TaskAlarms"]
+        polls = [params.get("project_id") for params in calls if "update_token" in params]
+        self.polls.update(polls)
+        self.reads += len(calls) - len(polls)
+
+    def take(self) -> tuple[int, int, int, int]:
+        """Polls since the last ``take``, the fewest and most for one project, other reads; starts again."""
+        per_project = [self.polls[project_id] for project_id in self._project_ids] or [0]
+        taken = (self.polls.total(), min(per_project), max(per_project), self.reads)
+        self.polls.clear()
+        self.reads = 0
+        return taken
+
+
+class CountingApp:
+    """The simulator's ASGI app, counting the requests it answers, the most in flight at once and the polls."""
+
+    def __init__(self, app: ASGIApp, polls: PollCounter) -> None:
         self._app = app
+        self.polls = polls
         self.requests = self.in_flight = self.peak = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,11 +133,19 @@ class CountingApp:
             return
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
+        chunks: list[bytes] = []
+
+        async def receive_body() -> Message:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            return message
+
         try:
-            await self._app(scope, receive, send)
+            await self._app(scope, receive_body, send)
         finally:
             self.in_flight -= 1
             self.requests += 1
+            self.polls.count(b"".join(chunks))
 
 
 class Steering:
@@ -109,6 +162,9 @@ class Steering:
                 self._sender.options = msgspec.structs.replace(self._sender.options, lost=float(share))
             case ["rate", rate]:
                 self._sim.rate_per_second = float(rate)
+            case ["polls"]:
+                polls, fewest, most, reads = self._app.polls.take()
+                print(f"polls {polls} {fewest} {most} {reads}", flush=True)
             case ["count"]:
                 sender = self._sender
                 sent, lost, queued = (sender.sent, sender.lost, sender.queued) if sender else (0, 0, 0)
@@ -135,7 +191,7 @@ async def serve(options: argparse.Namespace, log: TextIO | None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, world.add_backlog)
-    app = CountingApp(SimulatorApp(world.sim))
+    app = CountingApp(SimulatorApp(world.sim), PollCounter(project.id for project in world.sim.projects()))
     webhooks = SimulatorWebhookSettings(url=options.webhook_url, lost=options.webhook_lost)
     access_id = str(world.sim.user_id)
     async with (

@@ -132,15 +132,21 @@ class Simulator:
         self._probes: dict[int, SimProbe] = {}
         self._tasks: dict[int, SimTask] = {}
         self._alive: dict[int, bool] = {}
+        self._probes_of: dict[int, list[SimProbe]] = {}  # each project's own: a call reads these, not the world
+        self._tasks_of: dict[int, list[SimTask]] = {}
         for p in range(projects):
             own = p % 2 == 0
             founder, role = (self.user_id, "owner") if own else (self.user_id + 100 + p, "operator")
             self._projects[project_id + p] = SimProject(project_id + p, f"Project {project_id + p}", founder, role)
+            project_probes = self._probes_of[project_id + p] = []
+            project_tasks = self._tasks_of[project_id + p] = []
             for _ in range(probes):
-                self._probes[app_id] = SimProbe(app_id, project_id + p, f"probe-{app_id}")
+                probe = self._probes[app_id] = SimProbe(app_id, project_id + p, f"probe-{app_id}")
+                project_probes.append(probe)
                 self._alive[app_id] = True
                 for _ in range(tasks):
-                    self._tasks[task_id] = self._new_task(task_id, app_id, project_id + p, profile_id + p)
+                    task = self._tasks[task_id] = self._new_task(task_id, app_id, project_id + p, profile_id + p)
+                    project_tasks.append(task)
                     task_id += 1
                 app_id += 1
 
@@ -157,10 +163,14 @@ class Simulator:
         return list(self._projects.values())
 
     def probes(self, project_id: int | None = None) -> list[SimProbe]:
-        return [p for p in self._probes.values() if project_id is None or p.project_id == project_id]
+        if project_id is None:
+            return list(self._probes.values())
+        return list(self._probes_of.get(project_id, ()))
 
     def tasks(self, project_id: int | None = None) -> list[SimTask]:
-        return [t for t in self._tasks.values() if project_id is None or t.project_id == project_id]
+        if project_id is None:
+            return list(self._tasks.values())
+        return list(self._tasks_of.get(project_id, ()))
 
     def probe_alive(self, app_id: int) -> bool:
         return self._alive[app_id]
