@@ -1,5 +1,5 @@
 """Replicas of one bridge name sharing the shards: real ``borobridge run`` processes against the simulator, what
-their logs say they own and the owners recorded on the checkpoint records.
+their logs say they own, the owners recorded on the checkpoint records, and their /metrics.
 
 A replica logs ``shard group generation G: this process owns shards ...`` after every rebalance; the checkpoint
 records carry the generation and member that committed them (``borobridge_generation``, ``borobridge_member``).
@@ -8,6 +8,7 @@ records carry the generation and member that committed them (``borobridge_genera
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -18,8 +19,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.client import AIOKafkaClient, CoordinationType
 
 from borobridge.simulator import Simulator, serve_simulator
 from tests.support.bridge_process import BridgeProcess
@@ -27,6 +30,8 @@ from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_bridge import bridge_config, committed
 from tests.support.kafka_reading import kafka_settings, partitions_of
+from tests.support.ports import free_port
+from tests.support.scraped_metrics import sample_values
 
 SHARDS = 6  # the default partition count of the checkpoint topic (bridge_config sets none)
 PROJECTS = 8
@@ -35,8 +40,10 @@ SETTLE_S = 60.0
 CATCH_UP_S = 60.0
 SESSION_S = 10.0  # borobridge.kafka.group.SESSION_TIMEOUT_MS
 READ_S = 30.0
+SCRAPE_S = 5.0
 
 Owners = dict[int, list[tuple[int, str]]]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def owned(process: BridgeProcess) -> tuple[int, set[int]]:
@@ -120,22 +127,59 @@ async def until_committed_anew(bootstrap: str, topic: str, shards: set[int], gen
         await asyncio.sleep(0.5)
 
 
-class Replicas:
-    """``borobridge run`` processes with one configuration (one bridge name), each logging to its own file."""
+async def until_every_project_committed(kafka: KafkaCluster, prefix: str, sim: Simulator) -> None:
+    """Wait (bounded) until events of every project are committed: each events topic exists and was checked."""
+    projects = {str(project.id) for project in sim.projects()}
+    deadline = asyncio.get_running_loop().time() + CATCH_UP_S
+    while {event["project"] for event in await committed(kafka.bootstrap, prefix, sim)} < projects:
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not every project's events were committed within {CATCH_UP_S:.0f} s")
+        await asyncio.sleep(0.5)
 
-    def __init__(self, config: Path, directory: Path) -> None:
+
+async def group_coordinator(bootstrap: str, group: str) -> int:
+    """The node that coordinates consumer group ``group``, as a ``FindCoordinator`` request answers."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    try:
+        await client.bootstrap()
+        node: int = await client.coordinator_lookup(CoordinationType.GROUP, group)
+        return node
+    finally:
+        await client.close()
+
+
+async def scrape(port: int) -> Samples:
+    """Every sample a replica's /metrics shows now, by name and sorted labels."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=SCRAPE_S) as client:
+        response = await client.get("/metrics")
+    response.raise_for_status()
+    return sample_values(response.text)
+
+
+class Replicas:
+    """``borobridge run`` processes with one configuration (one bridge name), each logging to its own file.
+
+    With ``metrics`` each one also serves /metrics on a port of its own (`port`).
+    """
+
+    def __init__(self, config: Path, directory: Path, *, metrics: bool = False) -> None:
         self._config = config
         self._directory = directory
+        self._metrics = metrics
+        self._ports: list[int] = []
         self.all: list[BridgeProcess] = []
 
     async def start(self) -> BridgeProcess:
         index = len(self.all)
-        process = BridgeProcess(
-            ["--config", str(self._config)], self._directory / f"replica{index}.log", self._directory
-        )
+        config = self._config_with_metrics(index) if self._metrics else self._config
+        process = BridgeProcess(["--config", str(config)], self._directory / f"replica{index}.log", self._directory)
         await process.start()
         self.all.append(process)
         return process
+
+    def port(self, process: BridgeProcess) -> int:
+        """The port of a replica's /metrics (started with ``metrics``)."""
+        return self._ports[self.all.index(process)]
 
     @property
     def running(self) -> list[BridgeProcess]:
@@ -149,17 +193,26 @@ class Replicas:
         for process in self.all:
             print(f"--- {process.log.name}\n{process.said()}", file=sys.stderr)
 
+    def _config_with_metrics(self, index: int) -> Path:
+        port = free_port()
+        config = json.loads(self._config.read_text(encoding="utf-8"))
+        config["health"] = {"enabled": True, "host": "127.0.0.1", "port": port}
+        path = self._directory / f"replica{index}.yaml"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        self._ports.append(port)
+        return path
+
 
 @asynccontextmanager
 async def replicas_of_one_bridge(
-    kafka: KafkaCluster, tmp_path: Path, seed: int
+    kafka: KafkaCluster, tmp_path: Path, seed: int, *, metrics: bool = False
 ) -> AsyncIterator[tuple[Replicas, Simulator, str, str]]:
     """Replicas (none started yet) of a bridge with unique topics, the simulator they poll, the bridge name (also
     the topic prefix) and the checkpoint topic; every replica is stopped afterwards and its log printed."""
     settings, prefix = kafka_settings(kafka.bootstrap)
     sim = simulator_with_history(5, seed=seed, projects=PROJECTS, rate_per_second=20)
     async with serve_simulator(sim) as url:
-        replicas = Replicas(bridge_config(tmp_path, url, settings, prefix), tmp_path)
+        replicas = Replicas(bridge_config(tmp_path, url, settings, prefix), tmp_path, metrics=metrics)
         try:
             yield replicas, sim, prefix, settings.topics.checkpoints
         finally:
