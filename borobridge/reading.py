@@ -392,9 +392,9 @@ def past_the_floor(sweep: Position, start: Position) -> bool:
 def missed(sweep: Position, start: Position, task_id: int, covered: Collection[int]) -> bool:
     """Whether a transition of ``task_id`` the sweep found, read at ``sweep``, is one the token path missed.
 
-    Before the floor every find is. Past it, the token path reads the tasks it asks for by id (``covered``, the
-    tasks seen when the sweep began) on its own, later: a find there is no miss; only one of a task it never asked
-    for, that ``"*"`` left out, is.
+    Before the floor every find is. Past it, the token path reads the tasks it asks for by id (``covered``: the
+    tasks seen when the sweep began, and those the stream's own reads learned since) on its own, later: a find
+    there is no miss; only one of a task it never asked for, that ``"*"`` left out, is.
     """
     return not past_the_floor(sweep, start) or task_id not in covered
 

@@ -45,7 +45,7 @@ class Stream:
     _marks: deque[_Mark] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
     _sweep_start: Position | None = field(default=None, init=False, repr=False)  # the sweep under way as it began
-    _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id as it began
+    _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id in the sweep
 
     def __post_init__(self) -> None:
         self.position = self.committed
@@ -100,7 +100,7 @@ class Stream:
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
         records = _recent(answer.records, self._horizon) if used else []
-        transitions = self._remember(position, queries, answer, records)
+        transitions = self._remember(position, queries, answer, records, lane)
         return FedPage(transitions, rejected, reading.after_reply(position, answer, fresh=bool(transitions)))
 
     def _feed_paged(
@@ -130,16 +130,24 @@ class Stream:
         elif self.backfill is not None:  # the history raises them in Boro's order: the snapshot gives the token
             records = []
             self.backfill, after = reading.backfill_bounded(self.backfill, after, beside=self.history_beside)
-        transitions = self._remember(position, queries, answer, records)
+        transitions = self._remember(position, queries, answer, records, read.lane)
         rejected = list(gathered.rejected.values())
         gathered.clear()
         return FedPage(transitions, rejected, after)
 
     def _remember(
-        self, position: Position, queries: list[AlarmQuery], answer: reading.Answer, records: list[DecodedRecord]
+        self,
+        position: Position,
+        queries: list[AlarmQuery],
+        answer: reading.Answer,
+        records: list[DecodedRecord],
+        lane: str,
     ) -> list[AlarmTransition]:
         clock = max((c for c in (answer.clock, position.clock) if c is not None), default=None)
-        self.tasks.update(item.record.task_id for item in records)
+        learned = {item.record.task_id for item in records} - self.tasks
+        self.tasks |= learned
+        if lane != "sweep":  # the stream's own reads ask for these by id from now on: a sweep's find is theirs
+            self._swept_by_id |= learned
         return self.memory.feed(records, reading.read_bound(queries[0], clock))
 
     def start_sweep(self, window: int, boro_clock: int | None) -> Position | None:
