@@ -116,14 +116,17 @@ class Stream:
             gathered.clear()
             gathered.tasks = tuple(read.by_id)
         last_page = not reading.more_pages(position, answer)
-        changed = gathered.add(pages, position.passes, last_page=last_page)
+        if reading.verifying(position):
+            changed = gathered.check(pages, last_page=last_page)
+        else:
+            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot)
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
         if reading.narrowed(position, after):  # read again in smaller windows: nothing of it is fed
             gathered.clear()
             return FedPage([], [], after)
-        listings = [list(listing.values()) for listing in gathered.listings]
+        listings = gathered.whole(settled=not changed)
         records = reading.combined(listings, read.hint, read.by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
@@ -230,9 +233,14 @@ class _Gathered:
     """The pages of a paged read so far, every pass together: the latest version of each record.
 
     Each listing is kept in the order of the latest sighting of each record, so once the read is whole its
-    records stand as the last pass listed them (records it no longer saw first). A pass *changed* when it saw a
-    record the pass before did not, or missed one the pass before saw: a record that left the listing meanwhile
-    moved every record behind it, and one of them may have slipped onto a page already read.
+    records stand as the last pass listed them (records it no longer saw first). Only a state that clears moves
+    in a listing: it leaves the window (or moves to its end) and every record behind it moves one place forward,
+    so one of them may slip onto a page already read. A pass of a window that listed active states on a page
+    before its last is therefore *changed* (it may have missed a record), and checked: a pass of the window's
+    active states only (:func:`reading.verifying`) confirms it when each of those states is still active, since
+    a state that cleared never becomes active again. A check that misses one is changed: the window is read again.
+    The snapshot, a listing of active states itself, is *changed* when a pass saw a record the pass before did
+    not, or missed one the pass before saw.
     """
 
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
@@ -241,11 +249,16 @@ class _Gathered:
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
+    _movable: set[int] = field(default_factory=set)  # active states this pass listed on a page before its last
+    _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
+    _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
 
-    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool) -> bool:
+    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool, snapshot: bool = False) -> bool:
         """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far."""
+        self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
+            self._movable, self._confirmed = set(), set()
         while len(self.listings) < len(pages):
             self.listings.append({})
         ids: set[int] = set()
@@ -254,17 +267,35 @@ class _Gathered:
                 listing.pop(item.record.id, None)
                 listing[item.record.id] = item
                 ids.add(item.record.id)
+                if not last_page and item.record.active is True:
+                    self._movable.add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
         self._seen |= ids
+        if not snapshot:
+            return bool(self._movable)
         if self._previous is None:  # the first pass: everything is news
             return bool(ids)
         return not ids <= self._previous or (last_page and not self._previous <= self._seen)
+
+    def check(self, pages: list[AlarmPage], *, last_page: bool) -> bool:
+        """Gather one page of each call of a check pass; True once it is whole and missed a state it checks."""
+        self._confirmed.update(item.record.id for page in pages for item in page.records if item.record.active is True)
+        return last_page and not self._movable <= self._confirmed
+
+    def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
+        """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check
+        found every state still active, or it listed none before its last page) holds the window entire: a record
+        an earlier pass saw and it did not has left the window, and comes again where it moved to."""
+        if settled and not self._snapshot:
+            return [[item for item in listing.values() if item.record.id in self._seen] for listing in self.listings]
+        return [list(listing.values()) for listing in self.listings]
 
     def clear(self) -> None:
         self.listings.clear()
         self.rejected.clear()
         self.tasks = None
         self._pass, self._previous, self._seen = 0, None, set()
+        self._movable, self._confirmed = set(), set()
 
 
 @dataclass(frozen=True, slots=True)
