@@ -16,6 +16,8 @@ from borobridge.reading import Order, Position
 from borobridge.settings import BoroSettings, FilterSettings, FirstStartSettings
 from borobridge.transitions import UNKNOWN_TIME, AlarmTransition, Finished, TransitionMemory
 
+_moved = msgspec.structs.replace
+
 
 @dataclass(eq=False)
 class Stream:
@@ -46,6 +48,7 @@ class Stream:
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
     _sweep_start: Position | None = field(default=None, init=False, repr=False)  # the sweep under way as it began
     _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id in the sweep
+    _lag: _Lag | None = field(default=None, init=False, repr=False)  # the last token read, when it was complete
 
     def __post_init__(self) -> None:
         self.position = self.committed
@@ -61,13 +64,21 @@ class Stream:
         """The calls that read ``position`` on: the configured selector, and the tasks seen when it is ``"*"``.
 
         ``"*"`` covers only the tasks of running probes; a task seen once is also asked for by id, so the clear
-        of a state whose probe stopped still arrives.
+        of a state whose probe stopped still arrives. A token read right after a complete one asks by id only
+        for the tasks ``"*"`` did not list then (:class:`_Lag`), from the token that read was asked with.
         """
         query = reading.next_query(position, self.base)
         tasks = self._tasks_for(position, lane)
         if self.base.task_ids != "*" or not tasks:
             return [query]
-        return [query, replace(query, task_ids=list(tasks))]
+        lag = self._lag if lane == "poll" else None
+        if lag is None or lag.then != position.token or position.busy:
+            return [query, replace(query, task_ids=list(tasks))]
+        unlisted = [task for task in tasks if task not in lag.listed]
+        if not unlisted:
+            return [query]
+        earlier = reading.next_query(_moved(position, token=lag.token), self.base)
+        return [query, replace(earlier, task_ids=unlisted)]
 
     def _tasks_for(self, position: Position, lane: str) -> tuple[int, ...]:
         """The tasks asked for by id; a paged read asks for the same ones on every page of every pass."""
@@ -101,7 +112,10 @@ class Stream:
         rejected = [item for page in pages for item in page.rejected] if used else []
         records = _recent(answer.records, self._horizon) if used else []
         transitions = self._remember(position, queries, answer, records, lane)
-        return FedPage(transitions, rejected, reading.after_reply(position, answer, fresh=bool(transitions)))
+        after = reading.after_reply(position, answer, fresh=bool(transitions))
+        if lane == "poll":
+            self._lag = _Lag.after(position, pages[0], after)
+        return FedPage(transitions, rejected, after)
 
     def _feed_paged(
         self,
@@ -111,6 +125,8 @@ class Stream:
         pages: list[AlarmPage],
         read: _PagedRead,
     ) -> FedPage:
+        if read.lane == "poll":
+            self._lag = None
         gathered = self._gathered.setdefault(read.lane, _Gathered())
         if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
             gathered.clear()
@@ -207,6 +223,7 @@ class Stream:
         self.tasks = set(self._committed_tasks)
         self.sweep = None
         self._gathered.clear()
+        self._lag = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +234,31 @@ class _Mark:
     position: Position
     tasks: frozenset[int]
     backfill: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Lag:
+    """A complete token read of the stream's own lane: the token it was asked with, the token it gave, and the
+    tasks its ``"*"`` call listed.
+
+    A task ``"*"`` listed ran then, and that answer held its every change up to the reply. The next read asks by
+    id only for the other tasks, from the token this read was asked with: a task whose probe stopped since is left
+    out of the next ``"*"`` answer as well, and the read after that asks for it by id from before the stop, so its
+    changes arrive one read late, never lost. Held in memory only: after a crash or a rollback every task seen is
+    asked for by id again.
+    """
+
+    token: Token
+    then: Token
+    listed: frozenset[int]
+
+    @classmethod
+    def after(cls, position: Position, selector: AlarmPage, after: Position) -> _Lag | None:
+        """The lag after a read at ``position`` whose ``"*"`` page is ``selector``; None unless it was a complete
+        token read."""
+        if position.token is None or position.busy or after.busy or after.token is None:
+            return None
+        return cls(position.token, after.token, frozenset(item.record.task_id for item in selector.records))
 
 
 @dataclass(frozen=True, slots=True)
