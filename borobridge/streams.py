@@ -49,6 +49,7 @@ class Stream:
     _sweep_start: Position | None = field(default=None, init=False, repr=False)  # the sweep under way as it began
     _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id in the sweep
     _lag: _Lag | None = field(default=None, init=False, repr=False)  # the last token read, when it was complete
+    _lagging: _Lag | None = field(default=None, init=False, repr=False)  # the lag the read under way asks by
 
     def __post_init__(self) -> None:
         self.position = self.committed
@@ -69,11 +70,14 @@ class Stream:
         """
         query = reading.next_query(position, self.base)
         tasks = self._tasks_for(position, lane)
+        if lane == "poll":
+            self._lagging = None
         if self.base.task_ids != "*" or not tasks:
             return [query]
         lag = self._lag if lane == "poll" else None
         if lag is None or lag.then != position.token or position.busy:
             return [query, replace(query, task_ids=list(tasks))]
+        self._lagging = lag
         unlisted = [task for task in tasks if task not in lag.listed]
         if not unlisted:
             return [query]
@@ -114,8 +118,17 @@ class Stream:
         transitions = self._remember(position, queries, answer, records, lane)
         after = reading.after_reply(position, answer, fresh=bool(transitions))
         if lane == "poll":
-            self._lag = _Lag.after(position, pages[0], after)
+            after = self._follow(position, pages[0], after)
         return FedPage(transitions, rejected, after)
+
+    def _follow(self, position: Position, selector: AlarmPage, after: Position) -> Position:
+        """Note a read of the stream's own lane for the next one (:class:`_Lag`); after a read that asked by id only
+        for some tasks, the floor stays where the read before it left every task complete."""
+        lag, self._lagging = self._lagging, None
+        self._lag = _Lag.after(position, selector, after)
+        if lag is None or after.busy:
+            return after
+        return _moved(after, floor=_latest(position.floor, lag.reached))
 
     def _feed_paged(
         self,
@@ -126,7 +139,7 @@ class Stream:
         read: _PagedRead,
     ) -> FedPage:
         if read.lane == "poll":
-            self._lag = None
+            self._lag = self._lagging = None
         gathered = self._gathered.setdefault(read.lane, _Gathered())
         if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
             gathered.clear()
@@ -223,7 +236,7 @@ class Stream:
         self.tasks = set(self._committed_tasks)
         self.sweep = None
         self._gathered.clear()
-        self._lag = None
+        self._lag = self._lagging = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,19 +251,21 @@ class _Mark:
 
 @dataclass(frozen=True, slots=True)
 class _Lag:
-    """A complete token read of the stream's own lane: the token it was asked with, the token it gave, and the
-    tasks its ``"*"`` call listed.
+    """A complete token read of the stream's own lane: the token it was asked with, the token it gave, the tasks
+    its ``"*"`` call listed, and the floor its answer reached.
 
     A task ``"*"`` listed ran then, and that answer held its every change up to the reply. The next read asks by
     id only for the other tasks, from the token this read was asked with: a task whose probe stopped since is left
     out of the next ``"*"`` answer as well, and the read after that asks for it by id from before the stop, so its
-    changes arrive one read late, never lost. Held in memory only: after a crash or a rollback every task seen is
-    asked for by id again.
+    changes arrive one read late, never lost. Such a read leaves every task complete only up to this read's reply,
+    so the floor it sets is this read's, not its own. Held in memory only: after a crash or a rollback every task
+    seen is asked for by id again.
     """
 
     token: Token
     then: Token
     listed: frozenset[int]
+    reached: int | None
 
     @classmethod
     def after(cls, position: Position, selector: AlarmPage, after: Position) -> _Lag | None:
@@ -258,7 +273,8 @@ class _Lag:
         token read."""
         if position.token is None or position.busy or after.busy or after.token is None:
             return None
-        return cls(position.token, after.token, frozenset(item.record.task_id for item in selector.records))
+        listed = frozenset(item.record.task_id for item in selector.records)
+        return cls(position.token, after.token, listed, after.floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +363,10 @@ class FedPage:
     transitions: list[AlarmTransition]
     rejected: list[RejectedRecord]
     position: Position
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return b if a is None or (b is not None and b > a) else a
 
 
 def _recent(records: list[DecodedRecord], horizon: int) -> list[DecodedRecord]:
