@@ -11,13 +11,19 @@ setting says which one the server uses.
 - **Ask inclusively**: a token is sent as ``token - 1``, so a record written later in the token's own second is
   offered again whatever the comparison; the transition memory drops the repeats by identity.
 - **Behind a full page, read by period** on Boro's own clock, from the stream's :attr:`Position.floor` (every
-  change before it is delivered): first the open window ``[floor - 1, ...)``; when that is full it is split at
-  the latest Boro time seen into a bounded window and a new open one. A bounded window that comes back full is
-  halved (the halves share their boundary second); one second with more than a page is paged, and re-read until
-  a whole pass sees exactly what the pass before saw, because a state that clears meanwhile leaves the window and
-  shifts the pages: a record may slip onto a page already read. An open window paged in Boro's present is split
-  at Boro's clock once a reply proves the clock past its first second (changes arriving at its end would keep
-  its passes from ever agreeing), and what it read so far is not used.
+  change before it is delivered): first the open window ``[floor, ...)``, the floor's own second read again
+  inclusively; when that is full it is split where its page shows changes into a bounded window and a new open
+  one. A bounded window that comes back full is split the same way. The two parts share their boundary second
+  while it may be Boro's present; once a reply proved Boro's clock past it, nothing can join it any more (a new
+  record, or a state that clears, takes Boro's present as its ``updated_at``) and the second part starts after it.
+  A two-second window (the shortest Boro allows) with more than a page is paged, and so is an open window whose
+  changes sit in its first two seconds, Boro's present the later one. A state that clears while a window is
+  paged leaves it (or moves to its end) and shifts the pages: a record may slip onto a page already read. Only
+  active states move, so a pass that listed one before its last page is checked by a listing of the window's
+  active states only: every one still active (a cleared state never becomes active again) proves the pass whole;
+  else the window is read again, and an open window whose first second Boro's clock has left is split at the
+  clock first, what it read so far not used. New changes arriving meanwhile do not make a pass change: an open
+  window's token is its last full pass's first page's, which reads them again.
   The window bounds are fixed while a window is read, windows are read oldest first, and the position between
   windows is always a whole boundary second, so a crash resumes at the last completed window.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
@@ -49,7 +55,7 @@ _moved = msgspec.structs.replace
 UNIX_MIN: Final = 1_000_000_000  # tokens from here on read as Unix seconds (2001-09-09)
 UNIX_MAX: Final = 10_000_000_000  # and nothing plausible lies beyond (a millisecond value does)
 MAX_LEAD: Final = 2 * 86_400  # how far a time token may run ahead of the latest record time seen
-MAX_PASSES: Final = 6  # passes over a paged one-second window while records keep moving
+MAX_PASSES: Final = 6  # full passes over a paged listing while records keep moving (a window's each one checked)
 MAX_PAGES: Final = 1_000  # a listing that claims more pages than this is cut short
 
 Order = Literal["oldest_first", "newest_first"]
@@ -207,7 +213,14 @@ def next_query(position: Position, base: AlarmQuery) -> AlarmQuery:
         return replace(base, active_states_only=True, update_token=None, page=position.page)
     if position.windows:
         window = position.windows[0]
-        return replace(base, update_token=None, period_from=window.low, period_to=window.high, page=position.page)
+        return replace(
+            base,
+            update_token=None,
+            period_from=window.low,
+            period_to=window.high,
+            page=position.page,
+            active_states_only=verifying(position),
+        )
     if position.token is None:
         raise ValueError("a position without token, window or snapshot has nothing to read")
     return replace(base, update_token=_inclusive(position.token), page=1)
@@ -392,9 +405,9 @@ def past_the_floor(sweep: Position, start: Position) -> bool:
 def missed(sweep: Position, start: Position, task_id: int, covered: Collection[int]) -> bool:
     """Whether a transition of ``task_id`` the sweep found, read at ``sweep``, is one the token path missed.
 
-    Before the floor every find is. Past it, the token path reads the tasks it asks for by id (``covered``, the
-    tasks seen when the sweep began) on its own, later: a find there is no miss; only one of a task it never asked
-    for, that ``"*"`` left out, is.
+    Before the floor every find is. Past it, the token path reads the tasks it asks for by id (``covered``: the
+    tasks seen when the sweep began, and those the stream's own reads learned since) on its own, later: a find
+    there is no miss; only one of a task it never asked for, that ``"*"`` left out, is.
     """
     return not past_the_floor(sweep, start) or task_id not in covered
 
@@ -426,13 +439,20 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     return _window_done(position, page)
 
 
+def verifying(position: Position) -> bool:
+    """Whether ``position`` reads a paged window's check pass: the window's active states only, to see whether
+    one listed on a page before the last cleared (and moved) while the pass before it was read."""
+    return bool(position.windows) and not position.snapshot and position.passes % 2 == 1
+
+
 def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Position:
-    pass_token = page.token if position.page == 1 else position.pass_token
+    checking = verifying(position)
+    pass_token = page.token if position.page == 1 and not checking else position.pass_token
     if more_pages(position, page):
         return _moved(position, page=position.page + 1, fresh=position.fresh or fresh, pass_token=pass_token)
-    again = position.page > 1 and (position.fresh or fresh)
+    again = (position.page > 1 or checking) and (position.fresh or fresh)
     window = position.windows[0]
-    if again and window.high is None and position.clock is not None and position.clock > window.low:
+    if checking and again and window.high is None and position.clock is not None and position.clock > window.low:
         return _moved(  # Boro's clock left the window's first second: a bounded window settles, an open one not
             position,
             windows=(Window(window.low, position.clock), Window(position.clock), *position.windows[1:]),
@@ -441,8 +461,9 @@ def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Pos
             fresh=False,
             pass_token=None,
         )
-    if again and position.passes + 1 < MAX_PASSES:
-        return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=None)  # read again
+    if again and position.passes + 1 < 2 * MAX_PASSES:  # check the pass, or read again after a failed check
+        kept = None if checking else pass_token
+        return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=kept)
     return _window_done(position, page, pass_token)
 
 
@@ -461,17 +482,23 @@ def _window_done(position: Position, page: Answer, pass_token: Token | None = No
 
 
 def _in_the_present(window: Window, clock: int | None, page: Answer) -> bool:
-    """Whether a full open window cannot be split: its page shows no change after its first second, and no reply
-    (this one included) proved Boro's clock past that second. A bounded window would end in Boro's future, and a
-    change made later in that second would fall between it and the open window after it."""
+    """Whether a full open window is paged rather than split: its page shows no change after its second second,
+    and no reply (this one included) proved Boro's clock past that second.
+
+    With nothing after its first second, a bounded window would end in Boro's future, and a change made later in
+    that second would fall between it and the open window after it. With changes in its second second, Boro's
+    present, a split would share that second and page it twice (bounded, then open); the shortest bounded window
+    Boro allows holds both seconds anyway."""
     clock = _later(clock, page.clock)
-    if window.high is not None or (clock is not None and clock > window.low):
+    present = window.low + 1
+    if window.high is not None or (clock is not None and clock > present):
         return False
-    return not any(item.record.trigger_time > window.low for item in page.records if item.record.active is not False)
+    return not any(item.record.trigger_time > present for item in page.records if item.record.active is not False)
 
 
 def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) -> tuple[Window, ...]:
-    """Two windows sharing their boundary second, oldest first.
+    """Two windows, oldest first, sharing their boundary second while it may still be Boro's present (a change
+    made later in it would fall after the first); once Boro's clock is past it, the second window starts after it.
 
     The split is where the full page shows records: the median of its exact change times in the window, moved
     one second inside it when it is an end second, so a long stretch with nothing in it costs no halving (a page
@@ -491,7 +518,15 @@ def _split(window: Window, clock: int | None, records: Sequence[DecodedRecord]) 
         middle = max(window.low + 1, clock or 0)
     else:
         middle = (window.low + window.high) // 2
+    if _over(middle, clock) and (window.high is None or middle + 1 < window.high):
+        return Window(window.low, middle), Window(middle + 1, window.high)  # nothing joins a second gone by
     return Window(window.low, middle), Window(middle, window.high)
+
+
+def _over(second: int, clock: int | None) -> bool:
+    """Whether a reply proved Boro's clock past ``second``: no change can join it any more (a new record, or a
+    state that clears, takes Boro's present as its ``updated_at``), so a window read whole after that holds it."""
+    return clock is not None and clock > second
 
 
 def _paged(position: Position) -> bool:
@@ -506,11 +541,12 @@ def more_pages(position: Position, page: Answer) -> bool:
 
 
 def _gap_start(position: Position, page: Answer) -> int:
-    """Where the period read behind a full token page starts: just before the floor; with none known yet, just
-    before the oldest record on a page listed oldest first, else at the beginning (a page listed newest first
+    """Where the period read behind a full token page starts: the floor's second (every change before it is
+    delivered; a change made later in its own second is read again); with none known yet, just before the oldest
+    record on a page listed oldest first, else at the beginning (a page listed newest first
     holds the newest changes of the gap, and nothing else says where it starts)."""
     if position.floor is not None:
-        return max(position.floor - 1, 1)
+        return max(position.floor, 1)
     if page.votes <= 0:
         return 1
     oldest = min((item.record.trigger_time for item in page.records), default=position.clock or 1)

@@ -16,6 +16,8 @@ from borobridge.reading import Order, Position
 from borobridge.settings import BoroSettings, FilterSettings, FirstStartSettings
 from borobridge.transitions import UNKNOWN_TIME, AlarmTransition, Finished, TransitionMemory
 
+_moved = msgspec.structs.replace
+
 
 @dataclass(eq=False)
 class Stream:
@@ -45,7 +47,9 @@ class Stream:
     _marks: deque[_Mark] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
     _sweep_start: Position | None = field(default=None, init=False, repr=False)  # the sweep under way as it began
-    _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id as it began
+    _swept_by_id: frozenset[int] = field(default=frozenset(), init=False, repr=False)  # asked by id in the sweep
+    _lag: _Lag | None = field(default=None, init=False, repr=False)  # the last token read, when it was complete
+    _lagging: _Lag | None = field(default=None, init=False, repr=False)  # the lag the read under way asks by
 
     def __post_init__(self) -> None:
         self.position = self.committed
@@ -61,13 +65,24 @@ class Stream:
         """The calls that read ``position`` on: the configured selector, and the tasks seen when it is ``"*"``.
 
         ``"*"`` covers only the tasks of running probes; a task seen once is also asked for by id, so the clear
-        of a state whose probe stopped still arrives.
+        of a state whose probe stopped still arrives. A token read right after a complete one asks by id only
+        for the tasks ``"*"`` did not list then (:class:`_Lag`), from the token that read was asked with.
         """
         query = reading.next_query(position, self.base)
         tasks = self._tasks_for(position, lane)
+        if lane == "poll":
+            self._lagging = None
         if self.base.task_ids != "*" or not tasks:
             return [query]
-        return [query, replace(query, task_ids=list(tasks))]
+        lag = self._lag if lane == "poll" else None
+        if lag is None or lag.then != position.token or position.busy:
+            return [query, replace(query, task_ids=list(tasks))]
+        self._lagging = lag
+        unlisted = [task for task in tasks if task not in lag.listed]
+        if not unlisted:
+            return [query]
+        earlier = reading.next_query(_moved(position, token=lag.token), self.base)
+        return [query, replace(earlier, task_ids=unlisted)]
 
     def _tasks_for(self, position: Position, lane: str) -> tuple[int, ...]:
         """The tasks asked for by id; a paged read asks for the same ones on every page of every pass."""
@@ -100,8 +115,20 @@ class Stream:
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
         records = _recent(answer.records, self._horizon) if used else []
-        transitions = self._remember(position, queries, answer, records)
-        return FedPage(transitions, rejected, reading.after_reply(position, answer, fresh=bool(transitions)))
+        transitions = self._remember(position, queries, answer, records, lane)
+        after = reading.after_reply(position, answer, fresh=bool(transitions))
+        if lane == "poll":
+            after = self._follow(position, pages[0], after)
+        return FedPage(transitions, rejected, after)
+
+    def _follow(self, position: Position, selector: AlarmPage, after: Position) -> Position:
+        """Note a read of the stream's own lane for the next one (:class:`_Lag`); after a read that asked by id only
+        for some tasks, the floor stays where the read before it left every task complete."""
+        lag, self._lagging = self._lagging, None
+        self._lag = _Lag.after(position, selector, after)
+        if lag is None or after.busy:
+            return after
+        return _moved(after, floor=_latest(position.floor, lag.reached))
 
     def _feed_paged(
         self,
@@ -111,35 +138,48 @@ class Stream:
         pages: list[AlarmPage],
         read: _PagedRead,
     ) -> FedPage:
+        if read.lane == "poll":
+            self._lag = self._lagging = None
         gathered = self._gathered.setdefault(read.lane, _Gathered())
         if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
             gathered.clear()
             gathered.tasks = tuple(read.by_id)
         last_page = not reading.more_pages(position, answer)
-        changed = gathered.add(pages, position.passes, last_page=last_page)
+        if reading.verifying(position):
+            changed = gathered.check(pages, last_page=last_page)
+        else:
+            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot)
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
         if reading.narrowed(position, after):  # read again in smaller windows: nothing of it is fed
             gathered.clear()
             return FedPage([], [], after)
-        listings = [list(listing.values()) for listing in gathered.listings]
+        listings = gathered.whole(settled=not changed)
         records = reading.combined(listings, read.hint, read.by_id)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
         elif self.backfill is not None:  # the history raises them in Boro's order: the snapshot gives the token
             records = []
             self.backfill, after = reading.backfill_bounded(self.backfill, after, beside=self.history_beside)
-        transitions = self._remember(position, queries, answer, records)
+        transitions = self._remember(position, queries, answer, records, read.lane)
         rejected = list(gathered.rejected.values())
         gathered.clear()
         return FedPage(transitions, rejected, after)
 
     def _remember(
-        self, position: Position, queries: list[AlarmQuery], answer: reading.Answer, records: list[DecodedRecord]
+        self,
+        position: Position,
+        queries: list[AlarmQuery],
+        answer: reading.Answer,
+        records: list[DecodedRecord],
+        lane: str,
     ) -> list[AlarmTransition]:
         clock = max((c for c in (answer.clock, position.clock) if c is not None), default=None)
-        self.tasks.update(item.record.task_id for item in records)
+        learned = {item.record.task_id for item in records} - self.tasks
+        self.tasks |= learned
+        if lane != "sweep":  # the stream's own reads ask for these by id from now on: a sweep's find is theirs
+            self._swept_by_id |= learned
         return self.memory.feed(records, reading.read_bound(queries[0], clock))
 
     def start_sweep(self, window: int, boro_clock: int | None) -> Position | None:
@@ -196,6 +236,7 @@ class Stream:
         self.tasks = set(self._committed_tasks)
         self.sweep = None
         self._gathered.clear()
+        self._lag = self._lagging = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +247,34 @@ class _Mark:
     position: Position
     tasks: frozenset[int]
     backfill: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Lag:
+    """A complete token read of the stream's own lane: the token it was asked with, the token it gave, the tasks
+    its ``"*"`` call listed, and the floor its answer reached.
+
+    A task ``"*"`` listed ran then, and that answer held its every change up to the reply. The next read asks by
+    id only for the other tasks, from the token this read was asked with: a task whose probe stopped since is left
+    out of the next ``"*"`` answer as well, and the read after that asks for it by id from before the stop, so its
+    changes arrive one read late, never lost. Such a read leaves every task complete only up to this read's reply,
+    so the floor it sets is this read's, not its own. Held in memory only: after a crash or a rollback every task
+    seen is asked for by id again.
+    """
+
+    token: Token
+    then: Token
+    listed: frozenset[int]
+    reached: int | None
+
+    @classmethod
+    def after(cls, position: Position, selector: AlarmPage, after: Position) -> _Lag | None:
+        """The lag after a read at ``position`` whose ``"*"`` page is ``selector``; None unless it was a complete
+        token read."""
+        if position.token is None or position.busy or after.busy or after.token is None:
+            return None
+        listed = frozenset(item.record.task_id for item in selector.records)
+        return cls(position.token, after.token, listed, after.floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +291,14 @@ class _Gathered:
     """The pages of a paged read so far, every pass together: the latest version of each record.
 
     Each listing is kept in the order of the latest sighting of each record, so once the read is whole its
-    records stand as the last pass listed them (records it no longer saw first). A pass *changed* when it saw a
-    record the pass before did not, or missed one the pass before saw: a record that left the listing meanwhile
-    moved every record behind it, and one of them may have slipped onto a page already read.
+    records stand as the last pass listed them (records it no longer saw first). Only a state that clears moves
+    in a listing: it leaves the window (or moves to its end) and every record behind it moves one place forward,
+    so one of them may slip onto a page already read. A pass of a window that listed active states on a page
+    before its last is therefore *changed* (it may have missed a record), and checked: a pass of the window's
+    active states only (:func:`reading.verifying`) confirms it when each of those states is still active, since
+    a state that cleared never becomes active again. A check that misses one is changed: the window is read again.
+    The snapshot, a listing of active states itself, is *changed* when a pass saw a record the pass before did
+    not, or missed one the pass before saw.
     """
 
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
@@ -233,11 +307,16 @@ class _Gathered:
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
+    _movable: set[int] = field(default_factory=set)  # active states this pass listed on a page before its last
+    _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
+    _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
 
-    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool) -> bool:
+    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool, snapshot: bool = False) -> bool:
         """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far."""
+        self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
+            self._movable, self._confirmed = set(), set()
         while len(self.listings) < len(pages):
             self.listings.append({})
         ids: set[int] = set()
@@ -246,17 +325,35 @@ class _Gathered:
                 listing.pop(item.record.id, None)
                 listing[item.record.id] = item
                 ids.add(item.record.id)
+                if not last_page and item.record.active is True:
+                    self._movable.add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
         self._seen |= ids
+        if not snapshot:
+            return bool(self._movable)
         if self._previous is None:  # the first pass: everything is news
             return bool(ids)
         return not ids <= self._previous or (last_page and not self._previous <= self._seen)
+
+    def check(self, pages: list[AlarmPage], *, last_page: bool) -> bool:
+        """Gather one page of each call of a check pass; True once it is whole and missed a state it checks."""
+        self._confirmed.update(item.record.id for page in pages for item in page.records if item.record.active is True)
+        return last_page and not self._movable <= self._confirmed
+
+    def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
+        """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check
+        found every state still active, or it listed none before its last page) holds the window entire: a record
+        an earlier pass saw and it did not has left the window, and comes again where it moved to."""
+        if settled and not self._snapshot:
+            return [[item for item in listing.values() if item.record.id in self._seen] for listing in self.listings]
+        return [list(listing.values()) for listing in self.listings]
 
     def clear(self) -> None:
         self.listings.clear()
         self.rejected.clear()
         self.tasks = None
         self._pass, self._previous, self._seen = 0, None, set()
+        self._movable, self._confirmed = set(), set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +363,10 @@ class FedPage:
     transitions: list[AlarmTransition]
     rejected: list[RejectedRecord]
     position: Position
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return b if a is None or (b is not None and b > a) else a
 
 
 def _recent(records: list[DecodedRecord], horizon: int) -> list[DecodedRecord]:

@@ -56,7 +56,7 @@ def test_a_token_is_trusted_only_from_a_page_that_is_not_full() -> None:
     full = page([event(i, NOW + i) for i in range(3)], 99)
     behind = after(start, full)
     assert behind.token == 40, "a full page's token may skip what did not fit"
-    assert behind.windows == (Window(NOW - 1),), "the gap is read by period from just before the floor"
+    assert behind.windows == (Window(NOW),), "the gap is read by period from the floor's second, inclusively"
     assert not reading.usable(start, reading.answer_of([full]))
 
 
@@ -109,13 +109,29 @@ def test_a_crowded_present_second_is_paged_open_and_never_split_into_the_future(
     paging = after(present, full, fresh=False)
     assert (paging.windows, paging.page) == ((Window(NOW),), 2), "no window reaching past Boro's clock"
     assert reading.paged(paging)
-    again = after(paging, page([event(7, NOW)], 60, current_page=2, total_pages=2), fresh=True)
-    assert (again.windows, again.page, again.passes) == ((Window(NOW),), 1, 1)
-    assert reading.paged(again), "every pass of a paged open window is paged"
+    check = after(paging, page([event(7, NOW)], 60, current_page=2, total_pages=2), fresh=True)
+    assert (check.windows, check.page, check.passes) == ((Window(NOW),), 1, 1)
+    assert reading.paged(check), "every pass of a paged open window is paged"
+    again = after(check, page([], 65), fresh=True)  # the check missed a state: read the window again
+    assert (again.windows, again.page, again.passes) == ((Window(NOW),), 1, 2)
     second = after(again, page([event(i, NOW) for i in range(3)], 70, total_pages=2), fresh=False)
-    done = after(second, page([event(7, NOW)], 80, current_page=2, total_pages=2), fresh=False)
+    checked = after(second, page([event(7, NOW)], 80, current_page=2, total_pages=2), fresh=True)
+    done = after(checked, page([], 90), fresh=False)
     assert done.windows == ()
-    assert done.token == 70, "the token of the last pass's first page: what changed during the pass is read again"
+    assert done.token == 70, "the token of the last full pass's first page: what changed during it is read again"
+
+
+def test_a_crowded_present_second_after_a_closed_one_is_paged_open_not_split_and_paged_twice() -> None:
+    """A full open window whose changes sit in its first two seconds, the second of them Boro's present: a split
+    would page the present second as the end of a bounded window, then again as the open window after it."""
+    present = Position(token=40, floor=NOW, clock=NOW + 1, windows=(Window(NOW),))
+    full = page([event(1, NOW), event(2, NOW + 1), event(3, NOW + 1)], 50, total_pages=4)
+    paging = after(present, full, fresh=False)
+    assert (paging.windows, paging.page) == ((Window(NOW),), 2)
+    later = page([event(1, NOW), event(2, NOW + 2), event(3, NOW + 2)], 50, total_pages=4)
+    assert after(present, later, fresh=False).windows == (Window(NOW, NOW + 2), Window(NOW + 2)), (
+        "changes past its second second: split as before, the two windows sharing Boro's present second"
+    )
 
 
 def test_a_paged_open_window_leaves_the_floor_at_its_first_second() -> None:
@@ -140,16 +156,18 @@ def test_a_listing_whose_direction_nothing_tells_is_read_again_in_smaller_window
     unsure = reading.answer_of([listing])
     assert not reading.usable(reading_gap, unsure)
     split = reading.after_reply(reading_gap, unsure, fresh=False)
-    assert (split.windows, split.token) == ((Window(NOW - 1, NOW), Window(NOW)), 40), "split where it shows changes"
+    assert (split.windows, split.token) == ((Window(NOW - 1, NOW), Window(NOW + 1)), 40), (
+        "split where it shows changes; Boro's clock is past that second, so the next window starts after it"
+    )
     bounded = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW, NOW + 8),))
     assert not reading.usable(bounded, unsure)
     narrowed = reading.after_reply(bounded, unsure, fresh=False).windows
-    assert narrowed == (Window(NOW, NOW + 1), Window(NOW + 1, NOW + 8)), "its changes' second is split off"
+    assert narrowed == (Window(NOW, NOW + 1), Window(NOW + 2, NOW + 8)), "its changes' second is split off"
     one_second = Position(token=40, floor=NOW, clock=NOW + 8, windows=(Window(NOW, NOW + 1),))
     assert reading.usable(one_second, unsure), "within one second any order is Boro's order"
     assert reading.usable(reading_gap, reading.answer_of([listing], -2)), "a direction seen before decides"
     token_page = reading.answer_of([page(listing.records, 60, limit_value=5)])
-    assert reading.after_reply(Position(token=40, floor=NOW), token_page, fresh=False).windows == (Window(NOW - 1),)
+    assert reading.after_reply(Position(token=40, floor=NOW), token_page, fresh=False).windows == (Window(NOW),)
 
 
 def test_with_no_boro_time_known_the_gap_behind_a_newest_first_full_page_starts_at_the_beginning() -> None:
@@ -162,8 +180,11 @@ def test_with_no_boro_time_known_the_gap_behind_a_newest_first_full_page_starts_
 
 
 def test_paging_passes_are_bounded() -> None:
-    position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=reading.MAX_PASSES - 1)
+    last_check = 2 * reading.MAX_PASSES - 1  # every full pass of a window is followed by its check
+    position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=last_check)
     assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()
+    before_it = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=last_check - 1)
+    assert after(before_it, page([event(1, NOW)], 9, current_page=2), fresh=True).passes == last_check
 
 
 def test_the_snapshot_takes_its_first_pages_token_and_the_latest_time_it_saw_as_floor() -> None:
