@@ -267,25 +267,40 @@ def webhook_request(port: int, project_id: int) -> bytes:
 
 async def post_flood(port: int, seconds: float) -> tuple[int, int]:
     """Post webhooks for one project at ``FLOOD_RATE`` a second for ``seconds``, spread over a few connections;
-    returns how many were posted and how many were answered 204 (every answer awaited, bounded)."""
-    connections = [FloodConnection(*await asyncio.open_connection("127.0.0.1", port)) for _ in range(FLOOD_CONNECTIONS)]
+    returns how many were posted and how many were answered 204 (every answer awaited, bounded).
+
+    A connection the listener closes (it serves a bounded number of requests per connection, as web servers do)
+    is replaced by a new one, as a webhook sender would; what was pipelined into it unanswered counts as posted."""
     per_tick = max(1, round(FLOOD_RATE * FLOOD_TICK / FLOOD_CONNECTIONS))
     burst = webhook_request(port, FIRST_PROJECT) * per_tick
+    opened: list[FloodConnection] = []
     async with asyncio.TaskGroup() as tasks:
-        for connection in connections:
+
+        async def connect() -> FloodConnection:
+            connection = FloodConnection(*await asyncio.open_connection("127.0.0.1", port))
+            opened.append(connection)
             tasks.create_task(connection.read_answers())
+            return connection
+
+        async def send(slot: int, connections: list[FloodConnection]) -> None:
+            if connections[slot].done.is_set():  # the listener closed it
+                connections[slot] = await connect()
+            with contextlib.suppress(ConnectionError):
+                await connections[slot].write(burst, per_tick)
+
+        connections = [await connect() for _ in range(FLOOD_CONNECTIONS)]
         started = time.monotonic()
         for tick in range(round(seconds / FLOOD_TICK)):
-            await asyncio.gather(*(connection.write(burst, per_tick) for connection in connections))
+            await asyncio.gather(*(send(slot, connections) for slot in range(FLOOD_CONNECTIONS)))
             await asyncio.sleep(max(0.0, started + (tick + 1) * FLOOD_TICK - time.monotonic()))
-        for connection in connections:
+        for connection in opened:
             connection.finish()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(LINE_TIMEOUT):
-                await asyncio.gather(*(connection.done.wait() for connection in connections))
-        for connection in connections:
+                await asyncio.gather(*(connection.done.wait() for connection in opened))
+        for connection in opened:
             await connection.close()
-    return sum(c.posted for c in connections), sum(c.accepted for c in connections)
+    return sum(c.posted for c in opened), sum(c.accepted for c in opened)
 
 
 async def flood(sim: SteeredSimulator, bridge_pid: int, port: int, seconds: float, poll_interval: float) -> Flood:
