@@ -32,7 +32,7 @@ from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
 from borobridge.checkpoint import FileCheckpointStore
-from borobridge.doorbell import Doorbell
+from borobridge.doorbell import Doorbell, Doorbells, Ringer
 from borobridge.errors import KafkaClientError, KafkaUnreachableError
 from borobridge.health import Health, ReportingSink
 from borobridge.health_http import serve_health
@@ -143,7 +143,8 @@ async def _run_alone(
     sink = ReportingSink(_local_sink(settings, stack, publisher), health, _sink_name(settings), metrics=metrics)
     pipeline = new_pipeline(sink, None)
     await pipeline.restore(keep_cursors=bool(settings.boro.url))
-    doorbell = await _serve_webhooks(settings, lambda: [pipeline], metrics, stack)
+    doorbell = Doorbell(min_gap=settings.webhook.min_gap, metrics=metrics) if settings.webhook.enabled else None
+    await _serve_webhooks(settings, lambda: [pipeline], doorbell, metrics, stack)
     health.mark_restored()
     async with asyncio.TaskGroup() as tasks:
         poll = tasks.create_task(pipeline.run(stop, doorbell), name="poll")
@@ -167,8 +168,9 @@ async def _run_shards(
     if not await _prepare_kafka(settings, kafka, stack, starting):
         log.info("borobridge stopped before Kafka could be reached")
         return
-    shards: Shards | None = None
-    doorbell = await _serve_webhooks(settings, lambda: [] if shards is None else shards.pipelines, metrics, stack)
+    doorbells = None
+    if settings.webhook.enabled:
+        doorbells = Doorbells(lambda: Doorbell(min_gap=settings.webhook.min_gap, metrics=metrics))
     shards = Shards(
         kafka,
         settings.name,
@@ -177,8 +179,9 @@ async def _run_shards(
         metrics=metrics,
         backoff=lambda: _backoff(settings),
         keep_cursors=bool(settings.boro.url),
-        doorbell=doorbell,
+        doorbells=doorbells,
     )
+    await _serve_webhooks(settings, lambda: shards.pipelines, doorbells, metrics, stack)
     joining = lambda: ShardGroup(kafka, settings.name, assigned=shards.assigned, revoked=shards.revoked)  # noqa: E731
     group = await starting.enter(stack, joining, "kafka", KafkaUnreachableError)
     if group is None:
@@ -217,17 +220,19 @@ async def _serve_health(settings: Settings, health: Health, metrics: Metrics, st
 
 
 async def _serve_webhooks(
-    settings: Settings, pipelines: Callable[[], Iterable[Pipeline]], metrics: Metrics, stack: AsyncExitStack
-) -> Doorbell | None:
-    """With ``webhook.enabled``: the doorbell its webhooks ring, once the endpoint is served."""
+    settings: Settings,
+    pipelines: Callable[[], Iterable[Pipeline]],
+    doorbell: Ringer | None,
+    metrics: Metrics,
+    stack: AsyncExitStack,
+) -> None:
+    """With a doorbell (``webhook.enabled``): serve the endpoint whose webhooks ring it."""
+    if doorbell is None:
+        return
     options = settings.webhook
-    if not options.enabled:
-        return None
-    doorbell = Doorbell(min_gap=options.min_gap, metrics=metrics)
     app = WebhookApp(options, doorbell, lambda: polled_projects(settings, pipelines()), metrics)
     url = await stack.enter_async_context(serve_webhooks(app, options.host, options.port))
     log.info("serving Boro webhooks on %s/webhooks/boro/<project_id>", url)
-    return doorbell
 
 
 def polled_projects(settings: Settings, pipelines: Iterable[Pipeline]) -> set[int]:

@@ -98,6 +98,10 @@ class Pipeline:
         """The streams polled so far."""
         return list(self._discovery.streams.values())
 
+    def polls(self, project_id: int) -> bool:
+        """This pipeline polls the project (it opened its stream)."""
+        return project_id in self._discovery.streams
+
     async def restore(self, *, keep_cursors: bool = True) -> None:
         """Load every committed checkpoint; call once before polling (``keep_cursors=False``: start afresh)."""
         saved = await self._sink.restore()

@@ -18,7 +18,7 @@ from typing import Final
 
 from borobridge.backoff import Backoff
 from borobridge.checkpoint import Checkpoint
-from borobridge.doorbell import Doorbell
+from borobridge.doorbell import Doorbells
 from borobridge.errors import BridgeError, CursorAheadError, FencedError
 from borobridge.health import Health, ReportingSink
 from borobridge.kafka.group import Assignment
@@ -61,7 +61,7 @@ class Shards:
         metrics: Metrics,
         backoff: Callable[[], Backoff],
         keep_cursors: bool = True,
-        doorbell: Doorbell | None = None,
+        doorbells: Doorbells | None = None,
     ) -> None:
         self._kafka = kafka
         self._name = bridge_name
@@ -70,7 +70,7 @@ class Shards:
         self._metrics = metrics
         self._backoff = backoff
         self._keep_cursors = keep_cursors
-        self._doorbell = doorbell
+        self._doorbells = doorbells
         self._owned: dict[int, _Owned] = {}
         self._pipelines: dict[int, Pipeline] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -175,10 +175,14 @@ class Shards:
             pipeline = self._pipeline_for(timed, claim)
             await pipeline.restore(keep_cursors=self._keep_cursors)
             self._pipelines[claim.number] = pipeline
+            doorbells = self._doorbells
+            doorbell = doorbells.open(claim.number, pipeline.polls) if doorbells is not None else None
             try:
-                await pipeline.run(stop, self._doorbell)
+                await pipeline.run(stop, doorbell)
             finally:
                 self._pipelines.pop(claim.number, None)
+                if doorbells is not None:
+                    doorbells.close(claim.number)
 
 
 class _Takeover:

@@ -16,13 +16,14 @@ import pytest
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint, FileCheckpointStore
-from borobridge.doorbell import Doorbell
+from borobridge.doorbell import Doorbell, Doorbells
 from borobridge.metrics import Metrics
 from borobridge.pipeline import Pipeline
 from borobridge.settings import WebhookSettings, load_settings
 from borobridge.simulator import ENDPOINT_PATH, Simulator, SimulatorApp
 from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
+from borobridge.streams import stream_id
 from borobridge.webhooks import WebhookApp, serve_webhooks
 from tests.support.expectations import expected_ids, read_events
 from tests.support.settings import boro_environ
@@ -165,6 +166,54 @@ async def running_bridge(
                 doorbell.ring()
 
 
+@contextlib.asynccontextmanager
+async def running_shards(tmp_path: Path, sim: Simulator, *, min_gap: float) -> AsyncIterator[Bridge]:
+    """Two pipelines, one project each, as two shards of one process: each with its own doorbell."""
+    boro = CountingBoro(sim)
+    settings = load_settings(
+        None,
+        boro_environ(
+            BOROBRIDGE_BORO__PROJECTS=f"[{', '.join(map(str, PROJECTS))}]",
+            BOROBRIDGE_BORO__POLL_INTERVAL="30",
+            BOROBRIDGE_FIRST_START__MODE="all",
+        ),
+    )
+    metrics = Metrics()
+    doorbells = Doorbells(lambda: WatchedDoorbell(min_gap=min_gap, metrics=metrics))
+    sinks = [
+        WatchedSink(JsonLinesSink(FileCheckpointStore(tmp_path / f"state-{p}.json"), tmp_path / f"events-{p}.jsonl"))
+        for p in PROJECTS
+    ]
+    app = WebhookApp(WebhookSettings(enabled=True), doorbells, lambda: set(PROJECTS), metrics)
+    stop = asyncio.Event()
+    async with (
+        serve_asgi(boro, "127.0.0.1", 0, name="counting-boro") as boro_url,
+        serve_webhooks(app, "127.0.0.1", 0) as webhook_url,
+        httpx.AsyncClient() as http,
+        httpx.AsyncClient(base_url=webhook_url, timeout=5.0) as webhooks,
+    ):
+        client = BoroClient(http, settings.boro, url=boro_url + ENDPOINT_PATH)
+        bells: list[WatchedDoorbell] = []
+        async with asyncio.TaskGroup() as tasks:
+            for shard, (project, sink) in enumerate(zip(PROJECTS, sinks, strict=True)):
+                owned = stream_id("boro-test", project, settings.boro)
+                pipeline = Pipeline(client, sink, settings, server_name="boro-test", metrics=metrics, owns=owned.__eq__)
+                await pipeline.restore()
+                bell = doorbells.open(shard, pipeline.polls)
+                assert isinstance(bell, WatchedDoorbell)
+                bells.append(bell)
+                tasks.create_task(pipeline.run(stop, bell))
+            try:
+                async with asyncio.timeout(FIRST_CYCLE_S):
+                    for bell in bells:
+                        await bell.idle.wait()
+                yield Bridge(boro, sinks[0], webhooks, metrics)
+            finally:
+                boro.gate.set()
+                stop.set()
+                doorbells.ring()
+
+
 def quiet_simulator() -> Simulator:
     """A world where nothing happens unless a test makes it happen."""
     return Simulator(seed=3, rate_per_second=0.0)
@@ -185,6 +234,20 @@ async def test_a_flood_of_webhooks_makes_one_poll_run_and_one_wait(tmp_path: Pat
         assert bridge.counted("borobridge_webhooks_received_total") == 201
         assert bridge.counted("borobridge_webhook_polls_triggered_total") == 2
         assert bridge.counted("borobridge_webhooks_coalesced_total") == 199
+
+
+async def test_a_webhook_rings_only_the_shard_that_polls_its_project(tmp_path: Path) -> None:
+    async with running_shards(tmp_path, quiet_simulator(), min_gap=0.05) as bridge:
+        settled = bridge.boro.requests
+        bridge.boro.gate.clear()
+        assert await bridge.ring(PROJECTS[0]) == 204
+        await bridge.boro.until(settled + 1)  # the poll of the shard that owns the project, held at Boro
+        assert set(await asyncio.gather(*(bridge.ring(PROJECTS[0]) for _ in range(100)))) == {204}
+        bridge.boro.gate.set()
+        await bridge.boro.until(settled + 2)  # that shard's one poll that waited
+        with pytest.raises(TimeoutError):  # the other shard polls no project of the webhooks'
+            await bridge.boro.until(settled + 3, seconds=1.0)
+        assert bridge.counted("borobridge_webhook_polls_triggered_total") == 2
 
 
 async def test_polls_a_webhook_starts_are_min_gap_apart(tmp_path: Path) -> None:
