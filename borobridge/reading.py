@@ -23,7 +23,9 @@ setting says which one the server uses.
   active states only: every one still active (a cleared state never becomes active again) proves the pass whole;
   else the window is read again, and an open window whose first second Boro's clock has left is split at the
   clock first, what it read so far not used. New changes arriving meanwhile do not make a pass change: an open
-  window's token is its last full pass's first page's, which reads them again.
+  window's token is its last full pass's first page's, which reads them again. But a state raised before an open
+  window that clears while it is paged joins its present second by id, maybe on a page already read: when Boro's
+  clock moved on during a pass, the states delivered as active are checked too (:func:`moved_on`).
   The window bounds are fixed while a window is read, windows are read oldest first, and the position between
   windows is always a whole boundary second, so a crash resumes at the last completed window.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
@@ -213,13 +215,14 @@ def next_query(position: Position, base: AlarmQuery) -> AlarmQuery:
         return replace(base, active_states_only=True, update_token=None, page=position.page)
     if position.windows:
         window = position.windows[0]
+        checking = verifying(position)
         return replace(
             base,
             update_token=None,
-            period_from=window.low,
+            period_from=None if checking and window.high is None else window.low,
             period_to=window.high,
             page=position.page,
-            active_states_only=verifying(position),
+            active_states_only=checking,
         )
     if position.token is None:
         raise ValueError("a position without token, window or snapshot has nothing to read")
@@ -439,9 +442,35 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     return _window_done(position, page)
 
 
+def starts_pass(position: Position) -> bool:
+    """Whether ``position`` reads the first page of a pass over a paged listing (not of a window's check)."""
+    return position.page == 1 and not verifying(position)
+
+
+def pass_clock(position: Position, page: Answer) -> int | None:
+    """The Boro time proved once ``page``, read at ``position``, is read."""
+    return _later(position.clock, page.clock)
+
+
+def moved_on(position: Position, page: Answer, since: int | None) -> bool:
+    """Whether ``page``, the last page of a pass over an open window paged in Boro's present, proves Boro's clock
+    past ``since``, the time proved when the pass's first page was read.
+
+    Boro wrote changes while the pass was read then, and a state that cleared meanwhile takes Boro's present as
+    its ``updated_at`` but keeps its id: listed among that second's records, it may sit on a page already read.
+    Unless the check finds it still active, the pass is not used, since its task's later changes on later pages
+    would be delivered before it (the first page's token reads it only afterwards)."""
+    window = position.windows[0] if position.windows and not position.snapshot else None
+    if window is None or window.high is not None or since is None:
+        return False
+    clock = pass_clock(position, page)
+    return clock is not None and clock > since
+
+
 def verifying(position: Position) -> bool:
-    """Whether ``position`` reads a paged window's check pass: the window's active states only, to see whether
-    one listed on a page before the last cleared (and moved) while the pass before it was read."""
+    """Whether ``position`` reads a paged window's check pass: the window's active states only (an open window's:
+    every active state), to see whether one listed on a page before the last cleared (and moved) while the pass
+    before it was read, or one delivered as active before cleared into a page already read (:func:`moved_on`)."""
     return bool(position.windows) and not position.snapshot and position.passes % 2 == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -144,11 +145,14 @@ class Stream:
         if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
             gathered.clear()
             gathered.tasks = tuple(read.by_id)
+        if reading.starts_pass(position):
+            gathered.clock = reading.pass_clock(position, answer)
         last_page = not reading.more_pages(position, answer)
         if reading.verifying(position):
             changed = gathered.check(pages, last_page=last_page)
         else:
-            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot)
+            held = self.memory.active if last_page and reading.moved_on(position, answer, gathered.clock) else []
+            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot, held=held)
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
@@ -304,6 +308,7 @@ class _Gathered:
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
     rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
     tasks: tuple[int, ...] | None = None  # the tasks asked for by id, the same on every page of the read
+    clock: int | None = None  # the Boro time proved when this pass's first page was read
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
@@ -311,8 +316,20 @@ class _Gathered:
     _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
     _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
 
-    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool, snapshot: bool = False) -> bool:
-        """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far."""
+    def add(
+        self,
+        pages: list[AlarmPage],
+        pass_number: int,
+        *,
+        last_page: bool,
+        snapshot: bool = False,
+        held: Collection[int] = (),
+    ) -> bool:
+        """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far.
+
+        ``held``: the states delivered as active before, when Boro's clock moved on while an open window's pass
+        was read (:func:`reading.moved_on`); one that cleared meanwhile may sit on a page already read, so each one
+        this pass did not list is checked too."""
         self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
@@ -329,6 +346,7 @@ class _Gathered:
                     self._movable.add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
         self._seen |= ids
+        self._movable.update(state for state in held if state not in self._seen)
         if not snapshot:
             return bool(self._movable)
         if self._previous is None:  # the first pass: everything is news
@@ -352,6 +370,7 @@ class _Gathered:
         self.listings.clear()
         self.rejected.clear()
         self.tasks = None
+        self.clock = None
         self._pass, self._previous, self._seen = 0, None, set()
         self._movable, self._confirmed = set(), set()
 

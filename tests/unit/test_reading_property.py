@@ -283,6 +283,13 @@ async def run_with_crashes(
     page_size=20,
     crash_at=set(),
 )
+@example(  # a state cleared into an already read page of a paged open window; its task's later changes went first
+    personality=Personality(token="timestamp", stop_seconds=4.0),
+    fault_mix=Faults(error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=852,
+    page_size=20,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
