@@ -113,18 +113,17 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by
     second for the tasks it names (it was answered later, so it is the more recent), the first for the others.
     Two listings are never interleaved, since only one listing says in which order a task's records changed.
     """
-    votes = [direction(page.records) for page in pages]
+    votes = sum(direction(page.records) for page in pages)
     records = combined([page.records for page in pages], hint, by_id, votes)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
-    learned = isinstance(hint, int) and hint != 0
-    unsure = [not n and _order_hangs_on_direction(page.records) for page, n in zip(pages, votes, strict=True)]
+    told = votes or (isinstance(hint, int) and hint)
     return Answer(
         records=records,
         token=min(page.update_token for page in pages),
         full=any(page.full and page.size > 0 for page in pages),
         clock=max(clocks, default=None),
-        votes=sum(votes),
-        unsure=not learned and any(unsure),
+        votes=votes,
+        unsure=not told and any(_order_hangs_on_direction(page.records) for page in pages),
     )
 
 
@@ -139,13 +138,15 @@ def combined(
     listings: Sequence[Sequence[DecodedRecord]],
     hint: Order | int = "oldest_first",
     by_id: Collection[int] = (),
-    votes: Sequence[int] | None = None,
+    votes: int | None = None,
 ) -> list[DecodedRecord]:
     """The records of one or two listings (``"*"``, then the tasks ``by_id``) in change order, each task's from
-    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`). ``votes``
-    are the listings' directions when the caller counted them already."""
-    counted = votes if votes is not None else [direction(records) for records in listings]
-    first, *rest = [_oriented(records, hint, n) for records, n in zip(listings, counted, strict=True)]
+    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`).
+
+    Both listings are of one kind, so Boro listed them the same way: their direction is read from the two together
+    (``votes``, when the caller counted them already), which a few repeats in front of one listing cannot turn."""
+    counted = votes if votes is not None else sum(direction(records) for records in listings)
+    first, *rest = [_oriented(records, hint, counted) for records in listings]
     if not rest:
         return first
     named = frozenset(by_id)
@@ -326,17 +327,18 @@ def in_change_order(records: Sequence[DecodedRecord], hint: Order | int = "oldes
     """The records oldest change first, whichever way Boro listed them.
 
     The listing's direction is read from the records whose change time is exact (an event's or an active state's
-    trigger time; a cleared state's is not in the record). When they say nothing (one record, all cleared, all
-    in one second), ``hint`` decides: the direction seen in this kind of listing so far (:func:`direction`, as a
-    sum), else the configured order. Records with an exact change time are then put in order of it, the others
-    staying beside their neighbours: a reply that mixes orders (repeats put in front) is put right.
+    trigger time; a cleared state's is not in the record), counted together with ``hint`` when it is the direction
+    seen in this kind of listing so far (:func:`direction`, as a sum). When they say nothing (one record, all
+    cleared, all in one second, no listing before), the configured order ``hint`` decides. Records with an exact
+    change time are then put in order of it, the others staying beside their neighbours: a reply that mixes
+    orders (repeats put in front) is put right.
     """
     return _oriented(records, hint, direction(records))
 
 
 def _oriented(records: Sequence[DecodedRecord], hint: Order | int, votes: int) -> list[DecodedRecord]:
-    if not votes and isinstance(hint, int):
-        votes = hint
+    if isinstance(hint, int):  # what earlier replies of this kind showed counts as well
+        votes += hint
     newest_first = votes < 0 or (not votes and hint == "newest_first")
     return _by_second(list(reversed(records)) if newest_first else list(records))
 

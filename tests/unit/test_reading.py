@@ -245,6 +245,22 @@ def test_within_one_second_the_ids_of_new_records_tell_the_direction() -> None:
     assert reading.direction(newest_first) < 0
 
 
+def test_repeats_in_front_of_one_listing_do_not_turn_the_direction_of_the_answer() -> None:
+    """Three old records repeated in front of the call by id (oldest first, before its newest-first listing) outvote
+    its own two events; the ``"*"`` call of the same reply, a listing of the same kind, tells the direction."""
+    selector = page([event(30, NOW + 6), event(28, NOW + 5), event(27, NOW + 5), event(26, NOW + 4)], 50, limit_value=9)
+    repeats = [decoded(i, type="event", active=None, trigger_time=NOW, task_id=7) for i in (1, 2, 3)]
+    cleared = decoded(19, active=False, trigger_time=NOW + 3, task_id=7)
+    mine = [decoded(i, type="event", active=None, trigger_time=NOW + 4, task_id=7) for i in (15, 13)]
+    by_id = page([*repeats, cleared, *mine], 50, limit_value=9)
+    answer = reading.answer_of([selector, by_id], "oldest_first", by_id=[7])
+    assert [r.record.id for r in answer.records if r.record.task_id == 7 and r.record.id > 3] == [13, 15, 19], (
+        "the clear, listed first by a newest-first listing, is the task's latest change"
+    )
+    alone = reading.answer_of([by_id], -4).records  # one listing: what earlier replies of its kind showed counts
+    assert [r.record.id for r in alone if r.record.task_id == 7 and r.record.id > 3] == [13, 15, 19]
+
+
 def test_an_open_windows_check_lists_every_active_state() -> None:
     """A state raised before an open window that clears while the window is paged joins it in Boro's present; the
     check must see whether such a state is still active, so it is not limited to the window."""

@@ -290,6 +290,13 @@ async def run_with_crashes(
     page_size=20,
     crash_at=set(),
 )
+@example(  # repeats in front of the tasks-by-id listing outvoted its newest-first order; a clear went before events
+    personality=Personality(token_order="newest_first", stop_seconds=4.0),
+    fault_mix=Faults(malformed=0.1, error_item=0.1, repeat=0.3, retry_after=0.0),
+    seed=1,
+    page_size=20,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
