@@ -312,6 +312,7 @@ class _Gathered:
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
+    _listed: list[set[int]] = field(default_factory=list)  # the same, for each listing apart
     _movable: set[int] = field(default_factory=set)  # active states this pass listed on a page before its last
     _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
     _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
@@ -333,15 +334,18 @@ class _Gathered:
         self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
-            self._movable, self._confirmed = set(), set()
+            self._movable, self._confirmed, self._listed = set(), set(), []
         while len(self.listings) < len(pages):
             self.listings.append({})
+        while len(self._listed) < len(pages):
+            self._listed.append(set())
         ids: set[int] = set()
-        for listing, page in zip(self.listings, pages, strict=False):
+        for listing, listed, page in zip(self.listings, self._listed, pages, strict=False):
             for item in page.records:
                 listing.pop(item.record.id, None)
                 listing[item.record.id] = item
                 ids.add(item.record.id)
+                listed.add(item.record.id)
                 if not last_page and item.record.active is True:
                     self._movable.add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
@@ -361,9 +365,14 @@ class _Gathered:
     def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
         """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check
         found every state still active, or it listed none before its last page) holds the window entire: a record
-        an earlier pass saw and it did not has left the window, and comes again where it moved to."""
+        an earlier pass saw and it did not has left the window, and comes again where it moved to. That is judged
+        for each listing apart: a state may clear between the ``"*"`` call and the call by id of one page, and one
+        listing's record left at its old place would set a cleared state beside it in the wrong second."""
         if settled and not self._snapshot:
-            return [[item for item in listing.values() if item.record.id in self._seen] for listing in self.listings]
+            return [
+                [item for item in listing.values() if item.record.id in listed]
+                for listing, listed in zip(self.listings, self._listed, strict=False)
+            ]
         return [list(listing.values()) for listing in self.listings]
 
     def clear(self) -> None:
@@ -371,7 +380,7 @@ class _Gathered:
         self.rejected.clear()
         self.tasks = None
         self.clock = None
-        self._pass, self._previous, self._seen = 0, None, set()
+        self._pass, self._previous, self._seen, self._listed = 0, None, set(), []
         self._movable, self._confirmed = set(), set()
 
 

@@ -297,6 +297,13 @@ async def run_with_crashes(
     page_size=20,
     crash_at=set(),
 )
+@example(  # a state cleared between the two calls of a page: kept at its old place, it put a clear out of order
+    personality=Personality(token="timestamp", stop_seconds=4.0, moving_records=0.3),
+    fault_mix=Faults(error_item=0.1, retry_after=0.0),
+    seed=1046,
+    page_size=5,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
