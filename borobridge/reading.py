@@ -23,7 +23,9 @@ setting says which one the server uses.
   active states only: every one still active (a cleared state never becomes active again) proves the pass whole;
   else the window is read again, and an open window whose first second Boro's clock has left is split at the
   clock first, what it read so far not used. New changes arriving meanwhile do not make a pass change: an open
-  window's token is its last full pass's first page's, which reads them again.
+  window's token is its last full pass's first page's, which reads them again. But a state raised before an open
+  window that clears while it is paged joins its present second by id, maybe on a page already read: when Boro's
+  clock moved on during a pass, the states delivered as active are checked too (:func:`moved_on`).
   The window bounds are fixed while a window is read, windows are read oldest first, and the position between
   windows is always a whole boundary second, so a crash resumes at the last completed window.
 - **Boro's clock only**: :attr:`Position.clock` is the latest Boro time a reply proved (record trigger times,
@@ -111,18 +113,17 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by
     second for the tasks it names (it was answered later, so it is the more recent), the first for the others.
     Two listings are never interleaved, since only one listing says in which order a task's records changed.
     """
-    votes = [direction(page.records) for page in pages]
+    votes = sum(direction(page.records) for page in pages)
     records = combined([page.records for page in pages], hint, by_id, votes)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
-    learned = isinstance(hint, int) and hint != 0
-    unsure = [not n and _order_hangs_on_direction(page.records) for page, n in zip(pages, votes, strict=True)]
+    told = votes or (isinstance(hint, int) and hint)
     return Answer(
         records=records,
         token=min(page.update_token for page in pages),
         full=any(page.full and page.size > 0 for page in pages),
         clock=max(clocks, default=None),
-        votes=sum(votes),
-        unsure=not learned and any(unsure),
+        votes=votes,
+        unsure=not told and any(_order_hangs_on_direction(page.records) for page in pages),
     )
 
 
@@ -137,13 +138,15 @@ def combined(
     listings: Sequence[Sequence[DecodedRecord]],
     hint: Order | int = "oldest_first",
     by_id: Collection[int] = (),
-    votes: Sequence[int] | None = None,
+    votes: int | None = None,
 ) -> list[DecodedRecord]:
     """The records of one or two listings (``"*"``, then the tasks ``by_id``) in change order, each task's from
-    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`). ``votes``
-    are the listings' directions when the caller counted them already."""
-    counted = votes if votes is not None else [direction(records) for records in listings]
-    first, *rest = [_oriented(records, hint, n) for records, n in zip(listings, counted, strict=True)]
+    one listing: the second for the tasks it names, the first for the others (see :func:`answer_of`).
+
+    Both listings are of one kind, so Boro listed them the same way: their direction is read from the two together
+    (``votes``, when the caller counted them already), which a few repeats in front of one listing cannot turn."""
+    counted = votes if votes is not None else sum(direction(records) for records in listings)
+    first, *rest = [_oriented(records, hint, counted) for records in listings]
     if not rest:
         return first
     named = frozenset(by_id)
@@ -213,13 +216,14 @@ def next_query(position: Position, base: AlarmQuery) -> AlarmQuery:
         return replace(base, active_states_only=True, update_token=None, page=position.page)
     if position.windows:
         window = position.windows[0]
+        checking = verifying(position)
         return replace(
             base,
             update_token=None,
-            period_from=window.low,
+            period_from=None if checking and window.high is None else window.low,
             period_to=window.high,
             page=position.page,
-            active_states_only=verifying(position),
+            active_states_only=checking,
         )
     if position.token is None:
         raise ValueError("a position without token, window or snapshot has nothing to read")
@@ -323,17 +327,18 @@ def in_change_order(records: Sequence[DecodedRecord], hint: Order | int = "oldes
     """The records oldest change first, whichever way Boro listed them.
 
     The listing's direction is read from the records whose change time is exact (an event's or an active state's
-    trigger time; a cleared state's is not in the record). When they say nothing (one record, all cleared, all
-    in one second), ``hint`` decides: the direction seen in this kind of listing so far (:func:`direction`, as a
-    sum), else the configured order. Records with an exact change time are then put in order of it, the others
-    staying beside their neighbours: a reply that mixes orders (repeats put in front) is put right.
+    trigger time; a cleared state's is not in the record), counted together with ``hint`` when it is the direction
+    seen in this kind of listing so far (:func:`direction`, as a sum). When they say nothing (one record, all
+    cleared, all in one second, no listing before), the configured order ``hint`` decides. Records with an exact
+    change time are then put in order of it, the others staying beside their neighbours: a reply that mixes
+    orders (repeats put in front) is put right.
     """
     return _oriented(records, hint, direction(records))
 
 
 def _oriented(records: Sequence[DecodedRecord], hint: Order | int, votes: int) -> list[DecodedRecord]:
-    if not votes and isinstance(hint, int):
-        votes = hint
+    if isinstance(hint, int):  # what earlier replies of this kind showed counts as well
+        votes += hint
     newest_first = votes < 0 or (not votes and hint == "newest_first")
     return _by_second(list(reversed(records)) if newest_first else list(records))
 
@@ -439,9 +444,35 @@ def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
     return _window_done(position, page)
 
 
+def starts_pass(position: Position) -> bool:
+    """Whether ``position`` reads the first page of a pass over a paged listing (not of a window's check)."""
+    return position.page == 1 and not verifying(position)
+
+
+def pass_clock(position: Position, page: Answer) -> int | None:
+    """The Boro time proved once ``page``, read at ``position``, is read."""
+    return _later(position.clock, page.clock)
+
+
+def moved_on(position: Position, page: Answer, since: int | None) -> bool:
+    """Whether ``page``, the last page of a pass over an open window paged in Boro's present, proves Boro's clock
+    past ``since``, the time proved when the pass's first page was read.
+
+    Boro wrote changes while the pass was read then, and a state that cleared meanwhile takes Boro's present as
+    its ``updated_at`` but keeps its id: listed among that second's records, it may sit on a page already read.
+    Unless the check finds it still active, the pass is not used, since its task's later changes on later pages
+    would be delivered before it (the first page's token reads it only afterwards)."""
+    window = position.windows[0] if position.windows and not position.snapshot else None
+    if window is None or window.high is not None or since is None:
+        return False
+    clock = pass_clock(position, page)
+    return clock is not None and clock > since
+
+
 def verifying(position: Position) -> bool:
-    """Whether ``position`` reads a paged window's check pass: the window's active states only, to see whether
-    one listed on a page before the last cleared (and moved) while the pass before it was read."""
+    """Whether ``position`` reads a paged window's check pass: the window's active states only (an open window's:
+    every active state), to see whether one listed on a page before the last cleared (and moved) while the pass
+    before it was read, or one delivered as active before cleared into a page already read (:func:`moved_on`)."""
     return bool(position.windows) and not position.snapshot and position.passes % 2 == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -144,11 +145,14 @@ class Stream:
         if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
             gathered.clear()
             gathered.tasks = tuple(read.by_id)
+        if reading.starts_pass(position):
+            gathered.clock = reading.pass_clock(position, answer)
         last_page = not reading.more_pages(position, answer)
         if reading.verifying(position):
             changed = gathered.check(pages, last_page=last_page)
         else:
-            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot)
+            held = self.memory.active if last_page and reading.moved_on(position, answer, gathered.clock) else []
+            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot, held=held)
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
@@ -304,31 +308,49 @@ class _Gathered:
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
     rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
     tasks: tuple[int, ...] | None = None  # the tasks asked for by id, the same on every page of the read
+    clock: int | None = None  # the Boro time proved when this pass's first page was read
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
+    _listed: list[set[int]] = field(default_factory=list)  # the same, for each listing apart
     _movable: set[int] = field(default_factory=set)  # active states this pass listed on a page before its last
     _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
     _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
 
-    def add(self, pages: list[AlarmPage], pass_number: int, *, last_page: bool, snapshot: bool = False) -> bool:
-        """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far."""
+    def add(
+        self,
+        pages: list[AlarmPage],
+        pass_number: int,
+        *,
+        last_page: bool,
+        snapshot: bool = False,
+        held: Collection[int] = (),
+    ) -> bool:
+        """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far.
+
+        ``held``: the states delivered as active before, when Boro's clock moved on while an open window's pass
+        was read (:func:`reading.moved_on`); one that cleared meanwhile may sit on a page already read, so each one
+        this pass did not list is checked too."""
         self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
-            self._movable, self._confirmed = set(), set()
+            self._movable, self._confirmed, self._listed = set(), set(), []
         while len(self.listings) < len(pages):
             self.listings.append({})
+        while len(self._listed) < len(pages):
+            self._listed.append(set())
         ids: set[int] = set()
-        for listing, page in zip(self.listings, pages, strict=False):
+        for listing, listed, page in zip(self.listings, self._listed, pages, strict=False):
             for item in page.records:
                 listing.pop(item.record.id, None)
                 listing[item.record.id] = item
                 ids.add(item.record.id)
+                listed.add(item.record.id)
                 if not last_page and item.record.active is True:
                     self._movable.add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
         self._seen |= ids
+        self._movable.update(state for state in held if state not in self._seen)
         if not snapshot:
             return bool(self._movable)
         if self._previous is None:  # the first pass: everything is news
@@ -343,16 +365,22 @@ class _Gathered:
     def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
         """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check
         found every state still active, or it listed none before its last page) holds the window entire: a record
-        an earlier pass saw and it did not has left the window, and comes again where it moved to."""
+        an earlier pass saw and it did not has left the window, and comes again where it moved to. That is judged
+        for each listing apart: a state may clear between the ``"*"`` call and the call by id of one page, and one
+        listing's record left at its old place would set a cleared state beside it in the wrong second."""
         if settled and not self._snapshot:
-            return [[item for item in listing.values() if item.record.id in self._seen] for listing in self.listings]
+            return [
+                [item for item in listing.values() if item.record.id in listed]
+                for listing, listed in zip(self.listings, self._listed, strict=False)
+            ]
         return [list(listing.values()) for listing in self.listings]
 
     def clear(self) -> None:
         self.listings.clear()
         self.rejected.clear()
         self.tasks = None
-        self._pass, self._previous, self._seen = 0, None, set()
+        self.clock = None
+        self._pass, self._previous, self._seen, self._listed = 0, None, set(), []
         self._movable, self._confirmed = set(), set()
 
 

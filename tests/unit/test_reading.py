@@ -245,6 +245,36 @@ def test_within_one_second_the_ids_of_new_records_tell_the_direction() -> None:
     assert reading.direction(newest_first) < 0
 
 
+def test_repeats_in_front_of_one_listing_do_not_turn_the_direction_of_the_answer() -> None:
+    """Three old records repeated in front of the call by id (oldest first, before its newest-first listing) outvote
+    its own two events; the ``"*"`` call of the same reply, a listing of the same kind, tells the direction."""
+    selector = page([event(30, NOW + 6), event(28, NOW + 5), event(27, NOW + 5), event(26, NOW + 4)], 50, limit_value=9)
+    repeats = [decoded(i, type="event", active=None, trigger_time=NOW, task_id=7) for i in (1, 2, 3)]
+    cleared = decoded(19, active=False, trigger_time=NOW + 3, task_id=7)
+    mine = [decoded(i, type="event", active=None, trigger_time=NOW + 4, task_id=7) for i in (15, 13)]
+    by_id = page([*repeats, cleared, *mine], 50, limit_value=9)
+    answer = reading.answer_of([selector, by_id], "oldest_first", by_id=[7])
+    assert [r.record.id for r in answer.records if r.record.task_id == 7 and r.record.id > 3] == [13, 15, 19], (
+        "the clear, listed first by a newest-first listing, is the task's latest change"
+    )
+    alone = reading.answer_of([by_id], -4).records  # one listing: what earlier replies of its kind showed counts
+    assert [r.record.id for r in alone if r.record.task_id == 7 and r.record.id > 3] == [13, 15, 19]
+
+
+def test_an_open_windows_check_lists_every_active_state() -> None:
+    """A state raised before an open window that clears while the window is paged joins it in Boro's present; the
+    check must see whether such a state is still active, so it is not limited to the window."""
+    checking = Position(token=40, floor=NOW, clock=NOW, windows=(Window(NOW),), passes=1)
+    query = reading.next_query(checking, BASE)
+    assert (query.active_states_only, query.period_from, query.period_to) == (True, None, None)
+    bounded = reading.next_query(reading.Position(clock=NOW, windows=(Window(NOW - 1, NOW),), passes=1), BASE)
+    assert (bounded.period_from, bounded.period_to) == (NOW - 1, NOW), "a bounded window's states cannot leave it"
+    paging = Position(token=40, floor=NOW, clock=NOW, windows=(Window(NOW),), page=3)
+    last = reading.answer_of([page([event(9, NOW + 1)], 50, current_page=3, total_pages=3)])
+    assert reading.moved_on(paging, last, NOW), "a reply proved Boro's clock past the pass's first page"
+    assert not reading.moved_on(paging, reading.answer_of([page([event(9, NOW)], 50)]), NOW)
+
+
 def test_the_sweep_reads_up_to_the_floor_then_on_to_boros_present() -> None:
     """A task ``"*"`` left out before the bridge saw it may have changed after the last Boro time any reply proved
     (a quiet stream with sequence tokens proves none): only an open window from the floor on reaches it."""

@@ -283,6 +283,27 @@ async def run_with_crashes(
     page_size=20,
     crash_at=set(),
 )
+@example(  # a state cleared into an already read page of a paged open window; its task's later changes went first
+    personality=Personality(token="timestamp", stop_seconds=4.0),
+    fault_mix=Faults(error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=852,
+    page_size=20,
+    crash_at=set(),
+)
+@example(  # repeats in front of the tasks-by-id listing outvoted its newest-first order; a clear went before events
+    personality=Personality(token_order="newest_first", stop_seconds=4.0),
+    fault_mix=Faults(malformed=0.1, error_item=0.1, repeat=0.3, retry_after=0.0),
+    seed=1,
+    page_size=20,
+    crash_at=set(),
+)
+@example(  # a state cleared between the two calls of a page: kept at its old place, it put a clear out of order
+    personality=Personality(token="timestamp", stop_seconds=4.0, moving_records=0.3),
+    fault_mix=Faults(error_item=0.1, retry_after=0.0),
+    seed=1046,
+    page_size=5,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
