@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.support.kafka", "tests.support.mosquitto", "tests.support.ports"]
+
+# CI draws the same scenarios on every run, so a run's verdict is about the change and can be repeated;
+# elsewhere every run draws new ones (pass --hypothesis-seed=N to repeat one).
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
