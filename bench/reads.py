@@ -15,21 +15,20 @@ records in every TaskAlarms reply (repeats included); a change is a record creat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
-from borobridge.boro.client import BoroClient, PageResult
-from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
 from tests.support.expectations import expected_ids
-from tests.support.settings import boro_environ, bridge_environ
+from tests.support.reading import CountingClient, scenario_settings
+from tests.support.settings import boro_environ
 
 START: Final = 1_790_000_000.0
 PROJECTS: Final = 10
@@ -51,18 +50,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class CountingClient(BoroClient):
-    """The Boro client, counting the records in its TaskAlarms replies."""
-
-    records: int = 0
-
-    async def task_alarms(self, queries: Sequence[AlarmQuery]) -> list[PageResult]:
-        """The client's own batched TaskAlarms, its records counted."""
-        results = await super().task_alarms(queries)
-        self.records += sum(result.size for result in results if isinstance(result, AlarmPage))
-        return results
 
 
 class NullSink:
@@ -211,22 +198,6 @@ def scenarios(page_size: int, moving: float) -> float:
             records += asyncio.run(with_rig(sim, clock, scenario_settings(page_size), Scenario()))
             changes += len(sim.changes())
     return records / changes
-
-
-def scenario_settings(page_size: int) -> Settings:
-    """The property test's settings."""
-    return load_settings(
-        None,
-        bridge_environ(
-            BOROBRIDGE_BORO__PAGE_SIZE=str(page_size),
-            BOROBRIDGE_BORO__POLL_INTERVAL="1",
-            BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF="0.001",
-            BOROBRIDGE_BORO__RETRY__MAX_BACKOFF="0.001",
-            BOROBRIDGE_BORO__RETRY__MAX_DRAIN_REQUESTS="400",
-            BOROBRIDGE_RECONCILE__INTERVAL="5",
-            BOROBRIDGE_RECONCILE__WINDOW="900",
-        ),
-    )
 
 
 def main() -> None:

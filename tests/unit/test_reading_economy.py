@@ -8,19 +8,17 @@ over does not go unnoticed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Final
 
 import httpx
 
-from borobridge.boro.client import BoroClient, PageResult
-from borobridge.boro.queries import AlarmPage, AlarmQuery
 from borobridge.checkpoint import Checkpoint
 from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
 from tests.support.expectations import expected_ids
+from tests.support.reading import CountingClient
 from tests.support.settings import boro_environ
 
 START: Final = 1_790_000_000.0
@@ -36,17 +34,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class CountingClient(BoroClient):
-    """The Boro client, counting the records in its TaskAlarms replies."""
-
-    records = 0
-
-    async def task_alarms(self, queries: Sequence[AlarmQuery]) -> list[PageResult]:
-        results = await super().task_alarms(queries)
-        self.records += sum(result.size for result in results if isinstance(result, AlarmPage))
-        return results
 
 
 class IdSink:

@@ -26,11 +26,10 @@ from hypothesis import strategies as st
 from borobridge.boro.client import BoroClient
 from borobridge.checkpoint import Checkpoint
 from borobridge.pipeline import Pipeline
-from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids
-from tests.support.settings import bridge_environ
+from tests.support.reading import scenario_settings
 
 START: Final = 1_790_000_000.0
 STEPS: Final = 25  # seconds of the world moving, one poll cycle each
@@ -109,21 +108,6 @@ class DurableSink:
             raise Crash  # after it was written, before the bridge heard of it
 
 
-def bridge_settings(page_size: int) -> Settings:
-    return load_settings(
-        None,
-        bridge_environ(
-            BOROBRIDGE_BORO__PAGE_SIZE=str(page_size),
-            BOROBRIDGE_BORO__POLL_INTERVAL="1",
-            BOROBRIDGE_BORO__RETRY__INITIAL_BACKOFF="0.001",
-            BOROBRIDGE_BORO__RETRY__MAX_BACKOFF="0.001",
-            BOROBRIDGE_BORO__RETRY__MAX_DRAIN_REQUESTS="400",
-            BOROBRIDGE_RECONCILE__INTERVAL="5",
-            BOROBRIDGE_RECONCILE__WINDOW="900",
-        ),
-    )
-
-
 async def no_sleep(_: float) -> None:
     return None
 
@@ -134,7 +118,7 @@ async def run_with_crashes(
     """Poll a cycle per simulated second while the world moves, then while it stands still; returns crashes.
 
     ``hidden`` collects the tasks whose probe was stopped at some point."""
-    options = bridge_settings(page_size)
+    options = scenario_settings(page_size)
     crashes = 0
     async with httpx.AsyncClient(transport=httpx.MockTransport(as_mock_transport_handler(sim))) as http:
         client = BoroClient(http, options.boro, sleep=no_sleep)
