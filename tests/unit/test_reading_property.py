@@ -301,6 +301,21 @@ def test_every_transition_once_in_order_whatever_the_reading(
     check_scenario(personality, fault_mix, seed, page_size, crash_at)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known order break: a state raised and cleared while an open window is paged leaves its slot on a page "
+    "already read; the record behind it moves onto that page, and the token delivers it after the pass",
+)
+def test_a_state_raised_and_cleared_during_a_paged_pass_shifts_a_record_onto_a_read_page() -> None:
+    check_scenario(
+        Personality(token="sequence", probe_stops=0.3, stop_seconds=4.0, moving_records=0.3),
+        Faults(http_5xx=0.1, error_item=0.1, burst=0.1, retry_after=0.0),
+        seed=3678,
+        page_size=5,
+        crash_at=set(),
+    )
+
+
 @pytest.mark.parametrize("seed", [0, 7910])
 def test_states_clearing_under_period_listings(seed: int) -> None:
     check_scenario(Personality(moving_records=0.3), Faults(burst=0.1, retry_after=0.0), seed, 20, {9, 15})
