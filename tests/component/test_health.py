@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,12 +19,9 @@ from borobridge.health import Health, ReportingSink
 from borobridge.health_http import serve_health
 from borobridge.metrics import Metrics
 from borobridge.settings import load_settings
-from borobridge.simulator import serve_simulator
 from borobridge.sinks import Batch
 from borobridge.sinks.jsonlines import JsonLinesSink
-from tests.support.expectations import simulator_with_history
-from tests.support.ports import free_port
-from tests.support.scraped_metrics import health_config, scrape_until_healthy
+from tests.support.scraped_metrics import run_bridge_until_healthy
 from tests.support.scraped_metrics import sample_values as _samples
 
 BORO_503 = str(BoroHTTPError(503, "maintenance"))
@@ -417,24 +411,10 @@ async def test_a_port_in_use_is_a_configuration_error() -> None:
 
 
 async def test_the_bridge_process_serves_health_and_metrics(tmp_path: Path) -> None:
-    sim = simulator_with_history(10, seed=4, rate_per_second=20)
-    async with serve_simulator(sim, advance_every=0.1) as boro_url:
-        port = free_port()
-        config = health_config(tmp_path, boro_url, port)
-        command = [sys.executable, "-m", "borobridge", "run", "--config", str(config)]
-        process = await asyncio.create_subprocess_exec(
-            *command, env=os.environ | {"BOROBRIDGE_LOGGING__LEVEL": "WARNING"}
-        )
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as client:
-                answers = await scrape_until_healthy(client)
-            assert answers["/livez"] == "200 ok\n"
-            assert answers["/readyz"] == "200 ok\n"
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(15):
-                assert await process.wait() == 0
+    answers, exit_code = await run_bridge_until_healthy(tmp_path)
+    assert answers["/livez"] == "200 ok\n"
+    assert answers["/readyz"] == "200 ok\n"
+    assert exit_code == 0
 
 
 def test_a_refusal_is_reported_at_once_with_the_settings_to_fix(clock: FakeClock) -> None:

@@ -21,10 +21,13 @@ from tests.support.ports import free_port
 
 def scrape_running_bridge(tmp_path: Path) -> str:
     """Start ``borobridge run`` against the simulator over HTTP, scrape /metrics once healthy, stop it."""
-    return asyncio.run(_scrape(tmp_path))
+    answers, _ = asyncio.run(run_bridge_until_healthy(tmp_path))
+    return answers["/metrics"].removeprefix("200 ")
 
 
-async def _scrape(tmp_path: Path) -> str:
+async def run_bridge_until_healthy(tmp_path: Path) -> tuple[dict[str, str], int]:
+    """Start ``borobridge run`` against the simulator over HTTP, wait until its endpoints look healthy, stop it
+    with SIGTERM; the last answers by path, and the process's exit code."""
     sim = simulator_with_history(10, seed=4, rate_per_second=20)
     async with serve_simulator(sim, advance_every=0.1) as boro_url:
         port = free_port()
@@ -40,8 +43,8 @@ async def _scrape(tmp_path: Path) -> str:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(15):
-                await process.wait()
-        return answers["/metrics"].removeprefix("200 ")
+                code = await process.wait()
+        return answers, code
 
 
 def sample_names(text: str) -> set[str]:
