@@ -26,6 +26,7 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
+from tests.support.clock import ManualClock
 from tests.support.expectations import expected_ids
 from tests.support.reading import CountingClient, scenario_settings
 from tests.support.settings import boro_environ
@@ -40,16 +41,6 @@ SEEDS: Final = range(12)
 STEPS: Final = 25  # the property scenarios: seconds of the world moving, one poll cycle each
 QUIET: Final = 500  # then at most this many cycles with the world standing still
 MAX_POLLS: Final = 10_000
-
-
-class ManualClock:
-    """Time that moves only when this script says so."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class NullSink:
@@ -163,7 +154,7 @@ class Scenario:
 
 def backlog(count: int) -> float:
     """Records read per change of the ``count``-th backlog in a row."""
-    clock = ManualClock()
+    clock = ManualClock(START)
     sim = Simulator(seed=11, projects=PROJECTS, rate_per_second=0.0, mean_state_seconds=1e9, clock=clock)
     settings = load_settings(None, boro_environ(BOROBRIDGE_BORO__POLL_INTERVAL="1"))
     return asyncio.run(with_rig(sim, clock, settings, Backlogs(count)))
@@ -171,7 +162,7 @@ def backlog(count: int) -> float:
 
 def steady(interval: float) -> float:
     """Records read per change of a steady load polled every ``interval`` seconds."""
-    clock = ManualClock()
+    clock = ManualClock(START)
     sim = Simulator(seed=11, projects=PROJECTS, rate_per_second=RATE, retain_seconds=300.0, clock=clock)
     settings = load_settings(None, boro_environ(BOROBRIDGE_BORO__POLL_INTERVAL=str(interval)))
     return asyncio.run(with_rig(sim, clock, settings, Steady(interval)))
@@ -182,7 +173,7 @@ def scenarios(page_size: int, moving: float) -> float:
     records = changes = 0.0
     for seed in SEEDS:
         for order in ("oldest_first", "newest_first"):
-            clock = ManualClock()
+            clock = ManualClock(START)
             personality = Personality(token_order=order, period_order=order, moving_records=moving)
             sim = Simulator(
                 seed=seed,

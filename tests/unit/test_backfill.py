@@ -23,6 +23,7 @@ from borobridge.reading import Window
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
+from tests.support.clock import ManualClock
 from tests.support.expectations import expected_ids
 
 START: Final = 1_790_000_000.0
@@ -33,16 +34,6 @@ MAX_CYCLES: Final = 400  # a bound on every loop below: far more cycles than the
 
 class Crash(Exception):  # noqa: N818 - the process dying, not an error the bridge handles
     """The process died."""
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class DurableSink:

@@ -21,20 +21,11 @@ from borobridge.metrics import Metrics
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
 from borobridge.streams import Stream
+from tests.support.clock import ManualClock
 from tests.support.settings import bridge_environ
 
 INTERVAL: Final = 300.0
 LOGGER: Final = "borobridge.discovery.test"
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Boro:

@@ -17,6 +17,7 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
+from tests.support.clock import ManualClock
 from tests.support.expectations import expected_ids
 from tests.support.reading import CountingClient
 from tests.support.settings import boro_environ
@@ -24,16 +25,6 @@ from tests.support.settings import boro_environ
 START: Final = 1_790_000_000.0
 BACKLOG: Final = 800  # records in one second: eight full pages
 MAX_POLLS: Final = 200
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class IdSink:
@@ -56,7 +47,7 @@ async def no_sleep(_: float) -> None:
 async def reads_per_backlog(backlogs: int) -> list[float]:
     """Records read per change of each of ``backlogs`` backlogs of ``BACKLOG`` records in one second, one project
     polled every second, each backlog delivered whole (once each) before the next."""
-    clock = ManualClock()
+    clock = ManualClock(START)
     sim = Simulator(seed=3, projects=1, rate_per_second=0.0, mean_state_seconds=1e9, clock=clock)
     settings = load_settings(None, boro_environ(BOROBRIDGE_BORO__POLL_INTERVAL="1", BOROBRIDGE_BORO__PROJECTS="[23]"))
     ratios: list[float] = []

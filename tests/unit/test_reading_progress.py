@@ -13,21 +13,12 @@ from borobridge.progress import BACKFILL_LOG_INTERVAL, ReadingProgress, describe
 from borobridge.reading import Position, Window
 from borobridge.streams import Stream, open_stream
 from borobridge.transitions import AlarmTransition, Transition
+from tests.support.clock import ManualClock
 from tests.support.records import decoded
 from tests.support.settings import bridge_settings
 
 LOGGER: Final = "borobridge.progress.test"
 HISTORY: Final = Position(windows=(Window(1_000, 4_600),))  # an hour of history still to read, bounded
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def stream_of(project_id: int, history: Position | None) -> Stream:

@@ -28,6 +28,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.pipeline import Pipeline
 from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
+from tests.support.clock import ManualClock
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids
 from tests.support.reading import scenario_settings
 
@@ -73,16 +74,6 @@ class SweepFinds(logging.Handler):
 
 class Crash(Exception):  # noqa: N818 - the process dying, not an error the bridge handles
     """The process died."""
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class DurableSink:

@@ -16,19 +16,10 @@ from borobridge.pipeline import Pipeline
 from borobridge.settings import load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
 from borobridge.sinks import Batch
+from tests.support.clock import ManualClock
 from tests.support.settings import boro_environ
 
 START: Final = 1_790_000_000.0
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CallingClient(BoroClient):
@@ -62,7 +53,7 @@ async def stop_after_listing() -> tuple[list[int], list[str], list[str]]:
     """Every task raises a state and fires an event (so ``"*"`` lists all of them), then one probe stops and a
     state of its clears. Returns how many calls each read after the stop made, the events delivered by those
     reads, and the id of the clear."""
-    clock = ManualClock()
+    clock = ManualClock(START)
     sim = Simulator(seed=5, projects=1, rate_per_second=0.0, mean_state_seconds=1e9, clock=clock)
     settings = load_settings(None, boro_environ(BOROBRIDGE_BORO__POLL_INTERVAL="1", BOROBRIDGE_BORO__PROJECTS="[23]"))
     async with httpx.AsyncClient(transport=httpx.MockTransport(as_mock_transport_handler(sim))) as http:
@@ -101,7 +92,7 @@ def test_a_clear_of_a_task_whose_probe_stopped_after_star_listed_it_arrives_one_
 async def stop_then_full_page() -> tuple[set[str], str]:
     """Two tasks, one per probe, both listed by ``"*"``; one probe stops and a state of its task clears; a second
     later its neighbour fires (the next reply proves the later second), then more than a page of changes come."""
-    clock = ManualClock()
+    clock = ManualClock(START)
     sim = Simulator(seed=5, projects=1, tasks_per_probe=1, rate_per_second=0.0, mean_state_seconds=1e9, clock=clock)
     settings = load_settings(
         None,

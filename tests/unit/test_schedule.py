@@ -15,6 +15,7 @@ from borobridge.reading import Position, Window
 from borobridge.schedule import BACKFILL_READS_PER_ROUND, HEAD_START_CYCLES, ReadPlan
 from borobridge.settings import ReconcileSettings, Settings
 from borobridge.streams import Stream, open_stream
+from tests.support.clock import ManualClock
 from tests.support.settings import bridge_settings
 
 POLL_INTERVAL: Final = 2.0
@@ -23,16 +24,6 @@ BOUND: Final = 1_700_000_000  # where a stream's history lane meets its live lan
 HISTORY: Final = Position(windows=(Window(1, BOUND),))  # a history lane bounded by its snapshot
 LIVE: Final = Position(floor=BOUND, clock=BOUND, windows=(Window(BOUND - 1),))  # the live lane after its snapshot
 FOLLOWING: Final = Position(token=5, floor=BOUND, clock=BOUND)  # a live lane following tokens
-
-
-class ManualClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def settings(history: str = "beside") -> Settings:
