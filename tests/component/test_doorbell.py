@@ -129,7 +129,10 @@ async def running_bridge(
     min_gap: float,
     boro: CountingBoro | None = None,
     max_backoff: float = 30.0,
+    shards: bool = False,
 ) -> AsyncIterator[Bridge]:
+    """A polling pipeline with its doorbell; with ``shards``, two pipelines polling one project each, as two
+    shards of one process, each with a doorbell of its own (the first one's sink is the bridge's)."""
     boro = boro or CountingBoro(sim)
     settings = load_settings(
         None,
@@ -141,50 +144,14 @@ async def running_bridge(
         ),
     )
     metrics = Metrics()
-    doorbell = WatchedDoorbell(min_gap=min_gap, metrics=metrics)
-    sink = WatchedSink(JsonLinesSink(FileCheckpointStore(tmp_path / "state.json"), tmp_path / "events.jsonl"))
-    app = WebhookApp(WebhookSettings(enabled=True), doorbell, lambda: set(PROJECTS), metrics)
-    stop = asyncio.Event()
-    async with (
-        serve_asgi(boro, "127.0.0.1", 0, name="counting-boro") as boro_url,
-        serve_webhooks(app, "127.0.0.1", 0) as webhook_url,
-        httpx.AsyncClient() as http,
-        httpx.AsyncClient(base_url=webhook_url, timeout=5.0) as webhooks,
-    ):
-        client = BoroClient(http, settings.boro, url=boro_url + ENDPOINT_PATH)
-        pipeline = Pipeline(client, sink, settings, server_name="boro-test", metrics=metrics)
-        await pipeline.restore()
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(pipeline.run(stop, doorbell))
-            try:
-                async with asyncio.timeout(FIRST_CYCLE_S):  # the first start read whole: the bridge waits for a ring
-                    await doorbell.idle.wait()
-                yield Bridge(boro, sink, webhooks, metrics)
-            finally:
-                boro.gate.set()
-                stop.set()
-                doorbell.ring()
-
-
-@contextlib.asynccontextmanager
-async def running_shards(tmp_path: Path, sim: Simulator, *, min_gap: float) -> AsyncIterator[Bridge]:
-    """Two pipelines, one project each, as two shards of one process: each with its own doorbell."""
-    boro = CountingBoro(sim)
-    settings = load_settings(
-        None,
-        boro_environ(
-            BOROBRIDGE_BORO__PROJECTS=f"[{', '.join(map(str, PROJECTS))}]",
-            BOROBRIDGE_BORO__POLL_INTERVAL="30",
-            BOROBRIDGE_FIRST_START__MODE="all",
-        ),
-    )
-    metrics = Metrics()
+    single = WatchedDoorbell(min_gap=min_gap, metrics=metrics)
     doorbells = Doorbells(lambda: WatchedDoorbell(min_gap=min_gap, metrics=metrics))
+    owners = [stream_id("boro-test", project, settings.boro).__eq__ for project in PROJECTS] if shards else [None]
     sinks = [
-        WatchedSink(JsonLinesSink(FileCheckpointStore(tmp_path / f"state-{p}.json"), tmp_path / f"events-{p}.jsonl"))
-        for p in PROJECTS
+        WatchedSink(JsonLinesSink(FileCheckpointStore(tmp_path / f"state{n}.json"), tmp_path / f"events{n}.jsonl"))
+        for n in ("", "-2")[: len(owners)]
     ]
-    app = WebhookApp(WebhookSettings(enabled=True), doorbells, lambda: set(PROJECTS), metrics)
+    app = WebhookApp(WebhookSettings(enabled=True), doorbells if shards else single, lambda: set(PROJECTS), metrics)
     stop = asyncio.Event()
     async with (
         serve_asgi(boro, "127.0.0.1", 0, name="counting-boro") as boro_url,
@@ -195,23 +162,23 @@ async def running_shards(tmp_path: Path, sim: Simulator, *, min_gap: float) -> A
         client = BoroClient(http, settings.boro, url=boro_url + ENDPOINT_PATH)
         bells: list[WatchedDoorbell] = []
         async with asyncio.TaskGroup() as tasks:
-            for shard, (project, sink) in enumerate(zip(PROJECTS, sinks, strict=True)):
-                owned = stream_id("boro-test", project, settings.boro)
-                pipeline = Pipeline(client, sink, settings, server_name="boro-test", metrics=metrics, owns=owned.__eq__)
+            for number, (owns, sink) in enumerate(zip(owners, sinks, strict=True)):
+                pipeline = Pipeline(client, sink, settings, server_name="boro-test", metrics=metrics, owns=owns)
                 await pipeline.restore()
-                bell = doorbells.open(shard, pipeline.polls)
+                bell = doorbells.open(number, pipeline.polls) if shards else single
                 assert isinstance(bell, WatchedDoorbell)
                 bells.append(bell)
                 tasks.create_task(pipeline.run(stop, bell))
             try:
-                async with asyncio.timeout(FIRST_CYCLE_S):
+                async with asyncio.timeout(FIRST_CYCLE_S):  # the first start read whole: the bridge waits for a ring
                     for bell in bells:
                         await bell.idle.wait()
                 yield Bridge(boro, sinks[0], webhooks, metrics)
             finally:
                 boro.gate.set()
                 stop.set()
-                doorbells.ring()
+                for bell in bells:
+                    bell.ring()
 
 
 def quiet_simulator() -> Simulator:
@@ -237,7 +204,7 @@ async def test_a_flood_of_webhooks_makes_one_poll_run_and_one_wait(tmp_path: Pat
 
 
 async def test_a_webhook_rings_only_the_shard_that_polls_its_project(tmp_path: Path) -> None:
-    async with running_shards(tmp_path, quiet_simulator(), min_gap=0.05) as bridge:
+    async with running_bridge(tmp_path, quiet_simulator(), poll_interval=30.0, min_gap=0.05, shards=True) as bridge:
         settled = bridge.boro.requests
         bridge.boro.gate.clear()
         assert await bridge.ring(PROJECTS[0]) == 204
