@@ -28,7 +28,7 @@ from borobridge.simulator import Faults, Personality, Simulator, as_mock_transpo
 from borobridge.sinks import Batch
 from tests.support.clock import ManualClock
 from tests.support.expectations import expected_ids
-from tests.support.reading import CountingClient, scenario_settings
+from tests.support.reading import CountingClient, scenario_settings, scenario_world
 from tests.support.settings import boro_environ
 
 START: Final = 1_790_000_000.0
@@ -173,19 +173,8 @@ def scenarios(page_size: int, moving: float) -> float:
     records = changes = 0.0
     for seed in SEEDS:
         for order in ("oldest_first", "newest_first"):
-            clock = ManualClock(START)
             personality = Personality(token_order=order, period_order=order, moving_records=moving)
-            sim = Simulator(
-                seed=seed,
-                projects=2,
-                probes_per_project=2,
-                tasks_per_probe=3,
-                personality=personality,
-                faults=Faults(retry_after=0.0),
-                clock=clock,
-                rate_per_second=8.0,
-                mean_state_seconds=6.0,
-            )
+            sim, clock = scenario_world(seed, personality, Faults(retry_after=0.0))
             records += asyncio.run(with_rig(sim, clock, scenario_settings(page_size), Scenario()))
             changes += len(sim.changes())
     return records / changes

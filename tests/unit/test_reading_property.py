@@ -30,9 +30,8 @@ from borobridge.simulator import Faults, Personality, Simulator, as_mock_transpo
 from borobridge.sinks import Batch
 from tests.support.clock import ManualClock
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids
-from tests.support.reading import scenario_settings
+from tests.support.reading import scenario_settings, scenario_world
 
-START: Final = 1_790_000_000.0
 STEPS: Final = 25  # seconds of the world moving, one poll cycle each
 QUIET: Final = 500  # at most this many cycles with the world standing still, for everything to be read
 
@@ -314,18 +313,7 @@ def test_states_clearing_under_period_listings(seed: int) -> None:
 
 def check_scenario(personality: Personality, fault_mix: Faults, seed: int, page_size: int, crash_at: set[int]) -> None:
     """Run one scenario through crashes and check the contract against the simulator's ground truth."""
-    clock = ManualClock(START)
-    sim = Simulator(
-        seed=seed,
-        projects=2,
-        probes_per_project=2,
-        tasks_per_probe=3,
-        personality=personality,
-        faults=fault_mix,
-        clock=clock,
-        rate_per_second=8.0,
-        mean_state_seconds=6.0,
-    )
+    sim, clock = scenario_world(seed, personality, fault_mix)
     committer = DurableSink()
     committer.crash_at = crash_at
     finds = SweepFinds()
