@@ -32,7 +32,7 @@ from borobridge.backoff import Backoff
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
 from borobridge.checkpoint import FileCheckpointStore
-from borobridge.doorbell import Doorbell, Doorbells, Ringer
+from borobridge.doorbell import Doorbell, Doorbells
 from borobridge.errors import KafkaClientError, KafkaUnreachableError
 from borobridge.health import Health, ReportingSink
 from borobridge.health_http import serve_health
@@ -143,8 +143,9 @@ async def _run_alone(
     sink = ReportingSink(_local_sink(settings, stack, publisher), health, _sink_name(settings), metrics=metrics)
     pipeline = new_pipeline(sink, None)
     await pipeline.restore(keep_cursors=bool(settings.boro.url))
-    doorbell = Doorbell(min_gap=settings.webhook.min_gap, metrics=metrics) if settings.webhook.enabled else None
-    await _serve_webhooks(settings, lambda: [pipeline], doorbell, metrics, stack)
+    doorbells = _doorbells(settings, metrics)
+    doorbell = doorbells.open(0, pipeline.polls) if doorbells is not None else None
+    await _serve_webhooks(settings, lambda: [pipeline], doorbells, metrics, stack)
     health.mark_restored()
     async with asyncio.TaskGroup() as tasks:
         poll = tasks.create_task(pipeline.run(stop, doorbell), name="poll")
@@ -168,9 +169,7 @@ async def _run_shards(
     if not await _prepare_kafka(settings, kafka, stack, starting):
         log.info("borobridge stopped before Kafka could be reached")
         return
-    doorbells = None
-    if settings.webhook.enabled:
-        doorbells = Doorbells(lambda: Doorbell(min_gap=settings.webhook.min_gap, metrics=metrics))
+    doorbells = _doorbells(settings, metrics)
     shards = Shards(
         kafka,
         settings.name,
@@ -219,18 +218,25 @@ async def _serve_health(settings: Settings, health: Health, metrics: Metrics, st
     log.info("serving /livez, /readyz and /metrics on %s", url)
 
 
+def _doorbells(settings: Settings, metrics: Metrics) -> Doorbells | None:
+    """With ``webhook.enabled``: the pipelines' doorbells, each keeping ``webhook.min_gap``."""
+    if not settings.webhook.enabled:
+        return None
+    return Doorbells(lambda: Doorbell(min_gap=settings.webhook.min_gap, metrics=metrics))
+
+
 async def _serve_webhooks(
     settings: Settings,
     pipelines: Callable[[], Iterable[Pipeline]],
-    doorbell: Ringer | None,
+    doorbells: Doorbells | None,
     metrics: Metrics,
     stack: AsyncExitStack,
 ) -> None:
-    """With a doorbell (``webhook.enabled``): serve the endpoint whose webhooks ring it."""
-    if doorbell is None:
+    """With doorbells (``webhook.enabled``): serve the endpoint whose webhooks ring them."""
+    if doorbells is None:
         return
     options = settings.webhook
-    app = WebhookApp(options, doorbell, lambda: polled_projects(settings, pipelines()), metrics)
+    app = WebhookApp(options, doorbells, lambda: polled_projects(settings, pipelines()), metrics)
     url = await stack.enter_async_context(serve_webhooks(app, options.host, options.port))
     log.info("serving Boro webhooks on %s/webhooks/boro/<project_id>", url)
 

@@ -1,12 +1,11 @@
 """The doorbell: a webhook asks the poll loop to start its next cycle now, coalesced.
 
-The poll loop sleeps on :meth:`Doorbell.sleep` between cycles; :meth:`Doorbell.ring` ends that sleep early. With
-shards each shard's pipeline has a doorbell of its own, and :class:`Doorbells` rings only the one whose pipeline
-polls the webhook's project. Rings
-are coalesced: while a ring is waiting, further rings add nothing, so at most one cycle runs and one waits
-whatever the number of webhooks. Two cycles a ring brings forward start at least ``min_gap`` seconds apart, and a
-cycle that starts on the regular interval answers the rings that came before it. A ring carries no data: every
-event still comes from the poll.
+The poll loop sleeps on :meth:`Doorbell.sleep` between cycles; :meth:`Doorbell.ring` ends that sleep early. Each
+pipeline (the one of a single process, or each shard's) has a doorbell of its own, and :class:`Doorbells` rings
+only the one whose pipeline polls the webhook's project. Rings are coalesced: while a ring is waiting, further
+rings add nothing, so at most one cycle runs and one waits whatever the number of webhooks. Two cycles a ring
+brings forward start at least ``min_gap`` seconds apart, and a cycle that starts on the regular interval answers
+the rings that came before it. A ring carries no data: every event still comes from the poll.
 """
 
 from __future__ import annotations
@@ -15,16 +14,8 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from borobridge.metrics import Metrics
-
-
-class Ringer(Protocol):
-    """What a webhook rings for its project."""
-
-    def ring(self, project_id: int | None = None) -> None:
-        """Ask the pipeline that polls ``project_id`` (every pipeline: None) for a cycle now."""
 
 
 class Doorbell:
@@ -48,9 +39,8 @@ class Doorbell:
         """A ring waits for the next cycle to start."""
         return self._rung.is_set()
 
-    def ring(self, project_id: int | None = None) -> None:
-        """Ask for a cycle now, whatever the project (this doorbell's pipeline polls it); a ring already waiting
-        absorbs this one."""
+    def ring(self) -> None:
+        """Ask for a cycle now; a ring already waiting absorbs this one."""
         if self._rung.is_set():
             if self._metrics is not None:
                 self._metrics.webhooks_coalesced.inc()
@@ -75,15 +65,16 @@ class Doorbell:
 
 
 class Doorbells:
-    """One doorbell per pipeline (a shard's), each rung only for the projects its pipeline polls; ``new`` makes
-    each one (with the bridge's ``min_gap``)."""
+    """One doorbell per pipeline, each rung only for the projects its pipeline polls; ``new`` makes each one (with
+    the bridge's ``min_gap``)."""
 
     def __init__(self, new: Callable[[], Doorbell]) -> None:
         self._new = new
         self._bells: dict[int, tuple[Doorbell, Callable[[int], bool]]] = {}
 
     def open(self, key: int, polls: Callable[[int], bool]) -> Doorbell:
-        """A new doorbell for the pipeline ``key`` (a shard's number), which polls the projects ``polls`` names."""
+        """A new doorbell for the pipeline ``key`` (a shard's number, or 0), which polls the projects ``polls``
+        names."""
         doorbell = self._new()
         self._bells[key] = (doorbell, polls)
         return doorbell
@@ -96,7 +87,7 @@ class Doorbells:
         """Ring the doorbell of each pipeline that polls ``project_id`` (of every pipeline: None)."""
         for doorbell, polls in list(self._bells.values()):
             if project_id is None or polls(project_id):
-                doorbell.ring(project_id)
+                doorbell.ring()
 
 
 async def _until_set(events: list[asyncio.Event], seconds: float) -> None:

@@ -20,7 +20,7 @@ from typing import Final
 
 from borobridge.asgi_server import Receive, Scope, Send, request_headers, request_uri, serve_asgi
 from borobridge.boro import hmac_auth
-from borobridge.doorbell import Ringer
+from borobridge.doorbell import Doorbells
 from borobridge.errors import ConfigError
 from borobridge.metrics import Metrics
 from borobridge.settings import WebhookHmacSettings, WebhookSettings
@@ -69,14 +69,14 @@ class WebhookApp:
     def __init__(
         self,
         options: WebhookSettings,
-        doorbell: Ringer,
+        doorbells: Doorbells,
         polled: Callable[[], Collection[int]],
         metrics: Metrics,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._options = options
-        self._doorbell = doorbell
+        self._doorbells = doorbells
         self._polled = polled
         self._metrics = metrics
         self._clock = clock
@@ -143,7 +143,7 @@ class WebhookApp:
             self._said.clear()
         log.debug("webhook for project %d: %r", project_id, body)
         self._metrics.webhooks_received.inc()
-        self._doorbell.ring(project_id)
+        self._doorbells.ring(project_id)
 
 
 def _signature_reason(problem: str) -> str:

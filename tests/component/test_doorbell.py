@@ -144,14 +144,13 @@ async def running_bridge(
         ),
     )
     metrics = Metrics()
-    single = WatchedDoorbell(min_gap=min_gap, metrics=metrics)
     doorbells = Doorbells(lambda: WatchedDoorbell(min_gap=min_gap, metrics=metrics))
     owners = [stream_id("boro-test", project, settings.boro).__eq__ for project in PROJECTS] if shards else [None]
     sinks = [
         WatchedSink(JsonLinesSink(FileCheckpointStore(tmp_path / f"state{n}.json"), tmp_path / f"events{n}.jsonl"))
         for n in ("", "-2")[: len(owners)]
     ]
-    app = WebhookApp(WebhookSettings(enabled=True), doorbells if shards else single, lambda: set(PROJECTS), metrics)
+    app = WebhookApp(WebhookSettings(enabled=True), doorbells, lambda: set(PROJECTS), metrics)
     stop = asyncio.Event()
     async with (
         serve_asgi(boro, "127.0.0.1", 0, name="counting-boro") as boro_url,
@@ -165,7 +164,7 @@ async def running_bridge(
             for number, (owns, sink) in enumerate(zip(owners, sinks, strict=True)):
                 pipeline = Pipeline(client, sink, settings, server_name="boro-test", metrics=metrics, owns=owns)
                 await pipeline.restore()
-                bell = doorbells.open(number, pipeline.polls) if shards else single
+                bell = doorbells.open(number, pipeline.polls)
                 assert isinstance(bell, WatchedDoorbell)
                 bells.append(bell)
                 tasks.create_task(pipeline.run(stop, bell))

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from borobridge.asgi_server import Receive, Scope, Send, serve_asgi
-from borobridge.doorbell import Doorbell
+from borobridge.doorbell import Doorbell, Doorbells
 from borobridge.metrics import Metrics
 from borobridge.secret import Secret
 from borobridge.settings import HmacSettings, SimulatorWebhookSettings, WebhookHmacSettings, WebhookSettings
@@ -94,7 +94,9 @@ class Answers:
 async def received(sim: Simulator, changes: int, **faults: Any) -> AsyncIterator[tuple[Answers, Any]]:
     """The bridge's endpoint (signed webhooks required), and the simulator's sender pointed at it."""
     hmac = WebhookHmacSettings(key=Secret(KEY))
-    answers = Answers(WebhookApp(WebhookSettings(enabled=True, hmac=hmac), Doorbell(), lambda: {23, 24}, Metrics()))
+    answers = Answers(
+        WebhookApp(WebhookSettings(enabled=True, hmac=hmac), Doorbells(Doorbell), lambda: {23, 24}, Metrics())
+    )
     async with serve_asgi(answers, "127.0.0.1", 0, name="webhook-receiver") as url:
         options = SimulatorWebhookSettings(
             url=url + "/webhooks/boro/{project_id}", hmac=HmacSettings(key=Secret(KEY)), **faults

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from borobridge.boro import hmac_auth
-from borobridge.doorbell import Doorbell
+from borobridge.doorbell import Doorbell, Doorbells
 from borobridge.errors import ConfigError
 from borobridge.metrics import Metrics
 from borobridge.secret import Secret
@@ -46,8 +46,9 @@ def signed(body: bytes, *, key: bytes = KEY, at: datetime = VECTOR_DATE, path: s
 
 async def listening(options: WebhookSettings, now: datetime = VECTOR_DATE) -> AsyncIterator[Listener]:
     metrics = Metrics()
-    doorbell = Doorbell(metrics=metrics)
-    app = WebhookApp(options, doorbell, lambda: {23, 24}, metrics, clock=lambda: now)
+    doorbells = Doorbells(lambda: Doorbell(metrics=metrics))
+    doorbell = doorbells.open(0, {23, 24}.__contains__)
+    app = WebhookApp(options, doorbells, lambda: {23, 24}, metrics, clock=lambda: now)
     async with serve_webhooks(app, "127.0.0.1", 0) as url, httpx.AsyncClient(base_url=url, timeout=5.0) as client:
         yield Listener(client, doorbell, metrics)
 
@@ -175,7 +176,7 @@ async def test_without_hmac_any_webhook_for_a_polled_project_is_accepted(open_li
 
 async def test_a_port_in_use_is_a_configuration_error() -> None:
     metrics = Metrics()
-    app = WebhookApp(WebhookSettings(), Doorbell(), set, metrics)
+    app = WebhookApp(WebhookSettings(), Doorbells(Doorbell), set, metrics)
     async with serve_webhooks(app, "127.0.0.1", 0) as url:
         port = int(url.rpartition(":")[2])
         with pytest.raises(ConfigError, match=r"webhook\.port: cannot listen on"):
