@@ -302,7 +302,9 @@ class _Gathered:
     active states only (:func:`reading.verifying`) confirms it when each of those states is still active, since
     a state that cleared never becomes active again. A check that misses one is changed: the window is read again.
     The snapshot, a listing of active states itself, is *changed* when a pass saw a record the pass before did
-    not, or missed one the pass before saw.
+    not, or missed one the pass before saw. A listing whose page came back short has ended for the pass: changes
+    made later fill that page's room first, on a page already read, so the pages after it (asked while the other
+    listing goes on) are not gathered; the pass's first token reads those changes after it.
     """
 
     listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
@@ -313,6 +315,7 @@ class _Gathered:
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
     _listed: list[set[int]] = field(default_factory=list)  # the same, for each listing apart
+    _ended: list[bool] = field(default_factory=list)  # for each listing, whether this pass read its last page
     _movable: set[int] = field(default_factory=set)  # active states this pass listed on a page before its last
     _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
     _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
@@ -334,13 +337,18 @@ class _Gathered:
         self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
-            self._movable, self._confirmed, self._listed = set(), set(), []
+            self._movable, self._confirmed, self._listed, self._ended = set(), set(), [], []
         while len(self.listings) < len(pages):
             self.listings.append({})
         while len(self._listed) < len(pages):
             self._listed.append(set())
+        while len(self._ended) < len(pages):
+            self._ended.append(False)
         ids: set[int] = set()
-        for listing, listed, page in zip(self.listings, self._listed, pages, strict=False):
+        for index, (listing, listed, page) in enumerate(zip(self.listings, self._listed, pages, strict=False)):
+            if self._ended[index]:  # its last page was read: what now fills that page's room is not past it
+                continue
+            self._ended[index] = not page.full
             for item in page.records:
                 listing.pop(item.record.id, None)
                 listing[item.record.id] = item
@@ -380,7 +388,7 @@ class _Gathered:
         self.rejected.clear()
         self.tasks = None
         self.clock = None
-        self._pass, self._previous, self._seen, self._listed = 0, None, set(), []
+        self._pass, self._previous, self._seen, self._listed, self._ended = 0, None, set(), [], []
         self._movable, self._confirmed = set(), set()
 
 

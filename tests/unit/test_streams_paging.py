@@ -144,3 +144,50 @@ def test_a_paged_open_window_that_boro_s_clock_left_behind_is_narrowed_and_its_p
         1,
         0,
     )
+
+
+NAMED_TASK = 241555  # asked for by id
+NEW_TASK = 241599  # listed by "*" only
+
+
+def page_of(query: AlarmQuery, listing: list[DecodedRecord], token: int) -> AlarmPage:
+    """The page ``query`` asks for, cut from ``listing`` (Boro's order at that moment)."""
+    records = listing[(query.page - 1) * LIMIT : query.page * LIMIT]
+    total_pages = max(-(-len(listing) // LIMIT), 1)
+    return AlarmPage(
+        query=query,
+        records=records,
+        rejected=[],
+        update_token=token,
+        current_page=query.page,
+        total_pages=total_pages,
+        limit_value=LIMIT,
+    )
+
+
+def test_a_listing_that_ended_on_a_short_page_is_not_gathered_while_the_other_goes_on() -> None:
+    """Both calls of a paged pass (``"*"`` and the tasks by id) are asked for every page until neither is full.
+    Changes made after the by-id listing's short page was read fill that page's room first, on a page already
+    read: taking the ones that spill onto its next page would deliver them before the one that filled the room."""
+    stream = present_second()
+    stream.tasks = {NAMED_TASK}
+    star = [decoded(n, type="event", active=None, trigger_time=SECOND) for n in (1, 2, 3)]
+    star += [decoded(n, type="event", active=None, trigger_time=SECOND, task_id=NEW_TASK) for n in (4, 5, 6)]
+    by_id = star[:3]
+    later = [decoded(n, type="event", active=None, trigger_time=SECOND + 1) for n in (7, 8)]  # after page 2
+    emitted: list[str] = []
+    for page_number, (star_now, by_id_now) in enumerate(
+        [(star, by_id), (star, by_id), (star + later, by_id + later)] + [(star + later, by_id + later)] * 6, 1
+    ):
+        queries = stream.queries(stream.position)
+        assert len(queries) == 2
+        pages = [page_of(queries[0], star_now, 50 + page_number), page_of(queries[1], by_id_now, 50 + page_number)]
+        fed = stream.feed(stream.position, queries, pages, "oldest_first")
+        stream.position = fed.position
+        emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]
+        if not stream.position.windows:
+            break
+    assert not stream.position.windows, "the window was not finished"
+    made_later = [name for name in emitted if name in ("7-event", "8-event")]
+    assert made_later in ([], ["7-event", "8-event"]), f"a later change came before the one before it: {emitted}"
+    assert {"1-event", "2-event", "3-event", "4-event", "5-event", "6-event"} <= set(emitted), emitted
