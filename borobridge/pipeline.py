@@ -201,6 +201,7 @@ class Pipeline:
         """Feed every answer to its stream and build the round's batch; nothing is delivered here."""
         round_ = Round(reads=len(reads))
         touched: dict[str, Stream] = {}
+        polled: set[str] = set()
         replies = iter(results)
         for read in reads:
             pages = [next(replies) for _ in read.queries]
@@ -209,23 +210,25 @@ class Pipeline:
             except BoroError as error:
                 round_.failures.append(self._count_failure(read, error))
                 continue
-            if self._feed(read, checked, round_.batch):
+            if self._feed(read, checked, round_.batch, polled=read.stream.id in polled):
                 touched[read.stream.id] = read.stream
             if read.purpose == "poll":
                 round_.current.append(read.stream)
+                polled.add(read.stream.id)
         for stream in touched.values():
             round_.batch.checkpoints.append(stream.checkpoint())
         round_.touched = list(touched.values())
         return round_
 
-    def _feed(self, read: Read, pages: list[AlarmPage], batch: Batch) -> bool:
-        """Feed one read's answer; True when the stream's checkpoint changed."""
+    def _feed(self, read: Read, pages: list[AlarmPage], batch: Batch, *, polled: bool) -> bool:
+        """Feed one read's answer; True when the stream's checkpoint changed. ``polled``: the stream's own read
+        was fed earlier in this round (a sweep's find past the floor is a miss only then)."""
         stream = read.stream
         fed = stream.feed(read.position, read.queries, pages, self._settings.boro.reply_order, read.purpose)
         self._metrics.records.inc(sum(page.size for page in pages))
         if read.purpose == "sweep":
             stream.sweep = fed.position if fed.position.windows else None
-            self._progress.reconciled(stream, stream.missed(read.position, fed.transitions))
+            self._progress.reconciled(stream, stream.missed(read.position, fed.transitions, polled=polled))
         elif read.purpose == "backfill":
             stream.backfill = fed.position if fed.position.busy else None
         else:

@@ -152,7 +152,15 @@ class Stream:
             changed = gathered.check(pages, last_page=last_page)
         else:
             held = self.memory.active if last_page and reading.moved_on(position, answer, gathered.clock) else []
-            changed = gathered.add(pages, position.passes, last_page=last_page, snapshot=position.snapshot, held=held)
+            changed = gathered.add(
+                pages,
+                position.passes,
+                last_page=last_page,
+                snapshot=position.snapshot,
+                held=held,
+                bounded=not position.snapshot and position.windows[0].high is not None,
+                star=self.base.task_ids == "*",
+            )
         after = reading.after_reply(position, answer, fresh=changed)
         if reading.same_read(position, after):
             return FedPage([], [], after)
@@ -194,14 +202,16 @@ class Stream:
             self._sweep_start, self._swept_by_id = self.sweep, frozenset(self.tasks)
         return self.sweep
 
-    def missed(self, sweep: Position, transitions: list[AlarmTransition]) -> list[AlarmTransition]:
+    def missed(self, sweep: Position, transitions: list[AlarmTransition], *, polled: bool) -> list[AlarmTransition]:
         """The transitions the sweep found, read at ``sweep``, that the token path had missed (:func:`reading.missed`).
 
-        While the stream's own reads are behind (a period read under way), what the sweep finds past the floor
-        may be theirs still: it is delivered, but not counted as missed.
+        While the stream's own reads are behind (a period read under way), or did not answer in the round that read
+        ``sweep`` (not ``polled``), what the sweep finds past the floor may be theirs still: it is delivered, but not
+        counted as missed. A complete read of the stream's own in the same round answered up to the same moment: a
+        change the sweep's ``"*"`` found and it did not lies behind its token.
         """
         start = self._sweep_start
-        if start is None or (self.position.busy and reading.past_the_floor(sweep, start)):
+        if start is None or ((self.position.busy or not polled) and reading.past_the_floor(sweep, start)):
             return []
         return [t for t in transitions if reading.missed(sweep, start, t.record.task_id, self._swept_by_id)]
 
@@ -316,8 +326,13 @@ class _Gathered:
     _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
     _listed: list[set[int]] = field(default_factory=list)  # the same, for each listing apart
     _ended: list[bool] = field(default_factory=list)  # for each listing, whether this pass read its last page
-    _movable: set[int] = field(default_factory=set)  # active states this pass listed on a page before its last
-    _confirmed: set[int] = field(default_factory=set)  # those the check found still active so far
+    _shifted: bool = False  # a bounded window's pass met a record again on a later page: records arrived meanwhile
+    _alone: set[int] = field(default_factory=set)  # tasks this pass saw through "*" alone, not asked for by id
+    _unnamed: set[int] = field(default_factory=set)  # those, when "*" lost tasks during the pass: asked by id next
+    _movable: list[set[int]] = field(default_factory=list)  # per listing, the active states this pass listed
+    # on a page before its last
+    _confirmed: list[set[int]] = field(default_factory=list)  # per listing, those the check found still active
+    _held: set[int] = field(default_factory=set)  # states delivered as active that this pass did not list
     _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
 
     def add(
@@ -328,6 +343,8 @@ class _Gathered:
         last_page: bool,
         snapshot: bool = False,
         held: Collection[int] = (),
+        bounded: bool = False,
+        star: bool = False,
     ) -> bool:
         """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far.
 
@@ -337,38 +354,83 @@ class _Gathered:
         self._snapshot = snapshot
         if pass_number != self._pass:
             self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
-            self._movable, self._confirmed, self._listed, self._ended = set(), set(), [], []
+            self._movable, self._confirmed, self._held, self._listed, self._ended = [], [], set(), [], []
+            self._shifted, self._alone, self._unnamed = False, set(), set()
         while len(self.listings) < len(pages):
             self.listings.append({})
         while len(self._listed) < len(pages):
             self._listed.append(set())
         while len(self._ended) < len(pages):
             self._ended.append(False)
+        while len(self._movable) < len(pages):
+            self._movable.append(set())
         ids: set[int] = set()
         for index, (listing, listed, page) in enumerate(zip(self.listings, self._listed, pages, strict=False)):
             if self._ended[index]:  # its last page was read: what now fills that page's room is not past it
                 continue
             self._ended[index] = not page.full
+            if bounded and not listed.isdisjoint(item.record.id for item in page.records):
+                self._shifted = True
             for item in page.records:
                 listing.pop(item.record.id, None)
                 listing[item.record.id] = item
                 ids.add(item.record.id)
                 listed.add(item.record.id)
                 if not last_page and item.record.active is True:
-                    self._movable.add(item.record.id)
+                    self._movable[index].add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
         self._seen |= ids
-        self._movable.update(state for state in held if state not in self._seen)
-        if not snapshot:
-            return bool(self._movable)
+        self._held.update(state for state in held if state not in self._seen)
+        if snapshot:
+            return self._snapshot_changed(ids, last_page=last_page)
+        if star and last_page:
+            self._alone = self._seen_through_star_alone()
+            self._unnamed = self._alone if self._star_shrank() else set()
+            self.tasks = tuple(sorted({*(self.tasks or ()), *self._unnamed}))  # the next passes ask for them by id
+        return any(self._movable) or bool(self._held) or self._shifted or bool(self._unnamed)
+
+    def _seen_through_star_alone(self) -> set[int]:
+        """The tasks this pass saw through ``"*"`` and did not ask for by id."""
+        star, named = self.listings[0], frozenset(self.tasks or ())
+        return {star[record].record.task_id for record in self._listed[0]} - named
+
+    def _star_shrank(self) -> bool:
+        """Whether ``"*"`` lost tasks while this pass paged it, as far as the listing by id shows.
+
+        ``"*"`` lists the tasks of running probes: a probe that stops takes its tasks' records out of it, and the
+        records behind them move forward, maybe onto a page already read. For the tasks asked for by id that costs
+        nothing (their records come from the listing by id), but a task seen through ``"*"`` alone may have lost a
+        record that way. The sign: a task whose records ``"*"`` listed, with some the listing by id showed missing.
+        A probe that stops with states on pages already read is also seen by the check (:meth:`check`).
+        """
+        if not self._alone or len(self._listed) < 2:
+            return False
+        star, by_id, seen = self.listings[0], self.listings[1], self._listed[0]
+        listed_by_star = {star[record].record.task_id for record in seen}
+        return any(by_id[record].record.task_id in listed_by_star and record not in seen for record in self._listed[1])
+
+    def _snapshot_changed(self, ids: set[int], *, last_page: bool) -> bool:
         if self._previous is None:  # the first pass: everything is news
             return bool(ids)
         return not ids <= self._previous or (last_page and not self._previous <= self._seen)
 
     def check(self, pages: list[AlarmPage], *, last_page: bool) -> bool:
-        """Gather one page of each call of a check pass; True once it is whole and missed a state it checks."""
-        self._confirmed.update(item.record.id for page in pages for item in page.records if item.record.active is True)
-        return last_page and not self._movable <= self._confirmed
+        """Gather one page of each call of a check pass; True once it is whole and missed a state it checks.
+
+        Each listing's states are checked in that listing: a state ``"*"`` no longer lists has not cleared, maybe,
+        but its probe stopped, which moves ``"*"``'s records just the same."""
+        while len(self._confirmed) < max(len(pages), len(self._movable)):
+            self._confirmed.append(set())
+        for confirmed, page in zip(self._confirmed, pages, strict=False):
+            confirmed.update(item.record.id for item in page.records if item.record.active is True)
+        if not last_page:
+            return False
+        anywhere = set().union(*self._confirmed)
+        where = [anywhere] * len(self._movable)
+        if self._alone:  # records "*" alone listed: a state it no longer lists moved it, cleared or not
+            where[0] = self._confirmed[0]
+        missed = any(not movable <= confirmed for movable, confirmed in zip(self._movable, where, strict=True))
+        return self._shifted or bool(self._unnamed) or missed or not self._held <= anywhere
 
     def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
         """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check
@@ -389,7 +451,8 @@ class _Gathered:
         self.tasks = None
         self.clock = None
         self._pass, self._previous, self._seen, self._listed, self._ended = 0, None, set(), [], []
-        self._movable, self._confirmed = set(), set()
+        self._movable, self._confirmed, self._held = [], [], set()
+        self._shifted, self._alone, self._unnamed = False, set(), set()
 
 
 @dataclass(frozen=True, slots=True)

@@ -278,6 +278,41 @@ async def run_with_crashes(
     page_size=5,
     crash_at=set(),
 )
+@example(  # newest first, records arrived in front of a bounded window in Boro's present, and one left again
+    personality=Personality(
+        token="timestamp",
+        token_compare="exclusive",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=300.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, error_item=0.1, repeat=0.3, retry_after=0.0),
+    seed=4427,
+    page_size=5,
+    crash_at={31, 37, 58},
+)
+@example(  # a probe stopped while "*" was paged: a task "*" alone listed lost a record onto a page already read
+    personality=Personality(
+        token="record_time",
+        token_compare="exclusive",
+        token_order="newest_first",
+        clock_offset=3600.0,
+        probe_stops=0.3,
+        stop_seconds=4.0,
+    ),
+    fault_mix=Faults(error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=8641,
+    page_size=5,
+    crash_at={20},
+)
+@example(  # the stream's own read failed in the round the sweep found a new task's first change: no miss
+    personality=Personality(token="timestamp", stop_seconds=4.0),
+    fault_mix=Faults(error_item=0.1, retry_after=0.0),
+    seed=3450,
+    page_size=20,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,

@@ -13,9 +13,11 @@ NOW = 1_790_000_000
 BASE = AlarmQuery(project_id=23, limit=5)
 
 
-def answer(stream: Stream, position: Position, records: list[DecodedRecord], lane: str) -> tuple[Position, list[str]]:
+def answer(
+    stream: Stream, position: Position, records: list[DecodedRecord], lane: str, *, polled: bool = True
+) -> tuple[Position, list[str]]:
     """Feed one page, not full, as the answer to every call the stream makes at ``position``; the sweep's
-    transitions counted as missed."""
+    transitions counted as missed (``polled``: the stream's own read answered in the same round)."""
     queries = stream.queries(position, lane)
     pages = [
         AlarmPage(
@@ -31,7 +33,7 @@ def answer(stream: Stream, position: Position, records: list[DecodedRecord], lan
     ]
     fed = stream.feed(position, queries, pages, "oldest_first", lane)
     assert fed.transitions or not records, "every answer here yields a transition"
-    found = stream.missed(position, fed.transitions) if lane == "sweep" else []
+    found = stream.missed(position, fed.transitions, polled=polled) if lane == "sweep" else []
     return fed.position, [f"{t.record.id}-{t.kind}" for t in found]
 
 
@@ -50,3 +52,15 @@ def test_a_task_the_token_path_learns_during_a_sweep_is_no_miss_when_the_sweep_f
     hidden = decoded(2, task_id=8, type="event", active=None, trigger_time=NOW + 1)
     _, missed = answer(stream, sweep, [hidden], "sweep")
     assert missed == ["2-event"], 'a task "*" left out that the bridge never saw is still a miss'
+
+
+def test_a_find_past_the_floor_is_no_miss_in_a_round_where_the_stream_s_own_read_failed() -> None:
+    """The stream's own read failed in the round (an error item): a task's first change the sweep's ``"*"`` finds
+    past the floor is delivered, but nothing says the token path would not have read it next."""
+    stream = Stream("s", BASE, TransitionMemory(), Position(token=40, floor=NOW, clock=NOW))
+    sweep = stream.start_sweep(900, None)
+    assert sweep is not None
+    sweep, _ = answer(stream, sweep, [], "sweep")
+    first = decoded(3, task_id=9, type="event", active=None, trigger_time=NOW + 1)
+    _, missed = answer(stream, sweep, [first], "sweep", polled=False)
+    assert missed == []

@@ -191,3 +191,42 @@ def test_a_listing_that_ended_on_a_short_page_is_not_gathered_while_the_other_go
     made_later = [name for name in emitted if name in ("7-event", "8-event")]
     assert made_later in ([], ["7-event", "8-event"]), f"a later change came before the one before it: {emitted}"
     assert {"1-event", "2-event", "3-event", "4-event", "5-event", "6-event"} <= set(emitted), emitted
+
+
+def test_a_bounded_window_whose_pass_met_a_record_again_is_read_again() -> None:
+    """Records arrived in a window's last second, Boro's present, while its pass was read: listed newest first
+    they went in front and pushed a record onto the next page again. A state among them that then clears leaves
+    the window and pulls every record behind it forward: one slips onto a page already read. No state of the pass
+    can tell (the one that left was never listed), so the repeat itself has the window read again."""
+    stream = crowded_second()
+    before = [event(1), event(2), event(3), event(4)]
+    arrived = [active(9, at=SECOND + 1), *before]  # a state raised in front, pushing record 2 onto page 2 again
+    reads = [(before, 2), (arrived, 3), (before, 2)] + [(before, 2)] * 9  # then it cleared and left the window
+    emitted = read_passes(stream, reads)
+    assert sorted(emitted) == ["1-event", "2-event", "3-event", "4-event"], emitted
+
+
+def test_a_task_seen_through_star_alone_is_asked_by_id_when_star_lost_a_task_during_the_pass() -> None:
+    """A probe stopped while ``"*"`` was paged: its task's records left ``"*"``, and a record of a task ``"*"``
+    alone shows slipped onto a page already read while a later one of the same task did not. The listing by id
+    shows the sign (records of a task ``"*"`` listed that it no longer lists): the window is read again with that
+    task asked for by id, and its records come in their order."""
+    stream = present_second()
+    stream.tasks = {NAMED_TASK}
+    stopped = [decoded(n, type="event", active=None, trigger_time=SECOND) for n in (1, 2, 6)]
+    alone = [decoded(n, type="event", active=None, trigger_time=SECOND, task_id=NEW_TASK) for n in (3, 4, 5)]
+    every = sorted([*stopped, *alone], key=lambda item: item.record.id)
+    emitted: list[str] = []
+    for number in range(1, 16):
+        queries = stream.queries(stream.position)
+        star = every if number == 1 else alone  # the named task's probe stopped once page 1 was read
+        by_id = every if NEW_TASK in queries[-1].task_ids else stopped
+        pages = [page_of(queries[0], star, 50), page_of(queries[1], by_id, 50)]
+        fed = stream.feed(stream.position, queries, pages, "oldest_first")
+        stream.position = fed.position
+        emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]
+        if not stream.position.windows:
+            break
+    assert not stream.position.windows, "the window was not finished"
+    made_by_the_new_task = [name for name in emitted if name in ("3-event", "4-event", "5-event")]
+    assert made_by_the_new_task == ["3-event", "4-event", "5-event"], emitted
