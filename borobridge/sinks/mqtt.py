@@ -7,13 +7,17 @@ batch goes one message at a time, until a batch succeeds: Mosquitto 2.0 closes t
 refused PUBACK, and with more messages in flight that PUBACK, the only word of why, is lost in the reset.
 The status and schema messages are held to the same rule, so an ACL that refuses them shows.
 The last will marks the bridge ``offline`` (retained); a fresh connection marks it ``online`` and publishes
-the JSON Schemas and the AsyncAPI document retained.
+the JSON Schemas and the AsyncAPI document retained. Replicas of one bridge share that status topic, each with a
+client id of its own: each one watches the topic and marks the bridge ``online`` again when another one that stops
+marks it ``offline``, so it reads ``offline`` only once none runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Final, Self
@@ -21,6 +25,7 @@ from typing import Final, Self
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from borobridge import tls
 from borobridge.checkpoint import Checkpoint
@@ -37,6 +42,9 @@ log = logging.getLogger(__name__)
 
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
+SUBACK_FAILURE: Final = 0x80  # MQTT 3.1.1's one refusal code in a SUBACK
+CANCEL_ATTEMPTS: Final = 20
+CANCEL_WAIT_S: Final = 0.1
 
 
 class MqttPublisher:
@@ -50,6 +58,8 @@ class MqttPublisher:
         self._one_at_a_time = False  # after a failure, until a batch succeeds
         self._status_topic = settings.topics.status.format(bridge=bridge_name)
         self._tls_context = tls.client_context(settings.tls, "mqtt.tls") if settings.tls else None
+        self._watcher: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -57,6 +67,7 @@ class MqttPublisher:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._closing = True
         if self._client is not None:
             try:
                 await self._client.publish(self._status_topic, OFFLINE, qos=1, retain=True, timeout=2)
@@ -163,7 +174,27 @@ class MqttPublisher:
             problem = await self._tls_problem() or str(exc)
             raise MqttDeliveryError(f"cannot connect to MQTT broker {self._address()}: {problem}") from exc
         log.info("connected to MQTT broker %s", self._address())
+        self._watcher = asyncio.create_task(self._keep_online(client))
         return client
+
+    async def _keep_online(self, client: aiomqtt.Client) -> None:
+        """Mark the bridge ``online`` again whenever another replica of it that stops marks it ``offline`` (its
+        last will, or a clean stop), until this connection ends."""
+        try:
+            granted = await client.subscribe(self._status_topic, qos=1, timeout=self._settings.publish_timeout)
+            if _refused_subscription(granted):
+                log.info(
+                    "MQTT broker %s refused a subscription to %s: with several replicas it may read offline "
+                    "while one still runs",
+                    self._address(),
+                    self._status_topic,
+                )
+                return
+            async for message in client.messages:
+                if message.payload == OFFLINE and not self._closing:
+                    await self._acknowledged(client, self._status_topic, ONLINE, retain=True)
+        except (aiomqtt.MqttError, MqttRefusedError) as exc:
+            log.debug("stopped watching %s: %s", self._status_topic, exc)
 
     async def _tls_problem(self) -> str | None:
         """What fails in a TLS handshake with the broker, explained: aiomqtt keeps only OpenSSL's words, or, when
@@ -178,6 +209,9 @@ class MqttPublisher:
             await self._acknowledged(client, topic, document.content, retain=True)
 
     async def _disconnect(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await _cancelled(watcher)
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -194,7 +228,7 @@ class MqttPublisher:
             settings.port,
             username=settings.username,
             password=settings.password.reveal() if settings.password else None,
-            identifier=settings.client_id or f"borobridge-{self._bridge}",
+            identifier=settings.client_id or default_client_id(self._bridge),
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._status_topic, OFFLINE, qos=1, retain=True),
             keepalive=settings.keepalive,
@@ -222,6 +256,28 @@ class MqttDirectSink:
         """Every PUBACK first; only then the cursor may move."""
         await self._publisher.publish(batch.events)
         await self._inner.deliver(batch)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it ended. asyncio.wait_for in Python 3.11 (aiomqtt waits for every
+    acknowledgement with it) drops a cancellation that arrives as the awaited reply does, so it is repeated."""
+    for _ in range(CANCEL_ATTEMPTS):
+        task.cancel()
+        await asyncio.wait([task], timeout=CANCEL_WAIT_S)
+        if task.done():
+            return
+    log.warning("an MQTT task did not stop when cancelled: %r", task)
+
+
+def _refused_subscription(granted: tuple[int, ...] | list[ReasonCode]) -> bool:
+    """Whether a SUBACK refused: 0x80 in MQTT 3.1.1, a failure reason code in MQTT 5."""
+    return any(code.is_failure if isinstance(code, ReasonCode) else code >= SUBACK_FAILURE for code in granted)
+
+
+def default_client_id(bridge_name: str) -> str:
+    """The MQTT client id of this process when ``mqtt.client_id`` is not set: one of its own, since a broker closes
+    the connection of a client whose id another one connects with (replicas, or a rolling update's two pods)."""
+    return f"borobridge-{bridge_name}-{socket.gethostname()}-{os.getpid()}"
 
 
 def _take_disconnection(client: aiomqtt.Client) -> None:
