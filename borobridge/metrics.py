@@ -94,6 +94,9 @@ class Metrics:
         )
         self.active_alarms = Gauge("borobridge_active_alarms", "Alarms currently raised", registry=reg)
         self.mqtt_relay_lag = Gauge("borobridge_mqtt_relay_lag", "Kafka records not yet relayed to MQTT", registry=reg)
+        self.mqtt_relayed = Counter(
+            "borobridge_mqtt_relayed", "Events the MQTT relay published and the broker acknowledged", registry=reg
+        )
         self.mqtt_relay_skipped = Counter(
             "borobridge_mqtt_relay_skipped",
             "Events-topic records the MQTT relay skipped because they are not the bridge's CloudEvents, by reason",

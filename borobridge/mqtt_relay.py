@@ -139,6 +139,7 @@ class MqttRelay:
         except KafkaClientError as exc:
             log.warning("MQTT relay could not commit its offsets (%s); those events will be relayed again", exc.cause)
         self.relayed += len(events)
+        self._metrics.mqtt_relayed.inc(len(events))
         self._metrics.mqtt_relay_lag.set(_lag(consumer, offsets))
 
     def _decoded(self, batches: dict[Partition, list[ConsumedRecord]]) -> list[CloudEvent]:
