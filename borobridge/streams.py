@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -13,6 +12,7 @@ from borobridge import reading
 from borobridge.boro.models import Token
 from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord, RejectedRecord
 from borobridge.checkpoint import Checkpoint
+from borobridge.gathered import Gathered
 from borobridge.reading import Order, Position
 from borobridge.settings import BoroSettings, FilterSettings, FirstStartSettings
 from borobridge.transitions import UNKNOWN_TIME, AlarmTransition, Finished, TransitionMemory
@@ -43,7 +43,7 @@ class Stream:
     position: Position = field(init=False)
     backfill: Position | None = field(init=False)
     _horizon: int = field(default=0, init=False, repr=False)  # Boro time before which the memory forgets
-    _gathered: dict[str, _Gathered] = field(default_factory=dict, init=False, repr=False)
+    _gathered: dict[str, Gathered] = field(default_factory=dict, init=False, repr=False)
     _directions: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # by kind of listing
     _marks: deque[_Mark] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
@@ -89,7 +89,7 @@ class Stream:
         """The tasks asked for by id; a paged read asks for the same ones on every page of every pass."""
         if not reading.paged(position):
             return tuple(sorted(self.tasks))
-        gathered = self._gathered.setdefault(lane, _Gathered())
+        gathered = self._gathered.setdefault(lane, Gathered())
         if position.page == 1 and position.passes == 0:
             gathered.clear()
         if gathered.tasks is None:  # the read's first page
@@ -141,7 +141,7 @@ class Stream:
     ) -> FedPage:
         if read.lane == "poll":
             self._lag = self._lagging = None
-        gathered = self._gathered.setdefault(read.lane, _Gathered())
+        gathered = self._gathered.setdefault(read.lane, Gathered())
         if position.page == 1 and position.passes == 0:  # the read's first page, paged or found to be paged
             gathered.clear()
             gathered.tasks = tuple(read.by_id)
@@ -298,161 +298,6 @@ class _PagedRead:
     lane: str
     hint: Order | int
     by_id: list[int]
-
-
-@dataclass
-class _Gathered:
-    """The pages of a paged read so far, every pass together: the latest version of each record.
-
-    Each listing is kept in the order of the latest sighting of each record, so once the read is whole its
-    records stand as the last pass listed them (records it no longer saw first). Only a state that clears moves
-    in a listing: it leaves the window (or moves to its end) and every record behind it moves one place forward,
-    so one of them may slip onto a page already read. A pass of a window that listed active states on a page
-    before its last is therefore *changed* (it may have missed a record), and checked: a pass of the window's
-    active states only (:func:`reading.verifying`) confirms it when each of those states is still active, since
-    a state that cleared never becomes active again. A check that misses one is changed: the window is read again.
-    The snapshot, a listing of active states itself, is *changed* when a pass saw a record the pass before did
-    not, or missed one the pass before saw. A listing whose page came back short has ended for the pass: changes
-    made later fill that page's room first, on a page already read, so the pages after it (asked while the other
-    listing goes on) are not gathered; the pass's first token reads those changes after it.
-    """
-
-    listings: list[dict[int, DecodedRecord]] = field(default_factory=list)  # one per call, in listing order
-    rejected: dict[bytes, RejectedRecord] = field(default_factory=dict)
-    tasks: tuple[int, ...] | None = None  # the tasks asked for by id, the same on every page of the read
-    clock: int | None = None  # the Boro time proved when this pass's first page was read
-    _pass: int = 0
-    _previous: frozenset[int] | None = None  # the ids the pass before this one saw
-    _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
-    _listed: list[set[int]] = field(default_factory=list)  # the same, for each listing apart
-    _ended: list[bool] = field(default_factory=list)  # for each listing, whether this pass read its last page
-    _shifted: bool = False  # a bounded window's pass met a record again on a later page: records arrived meanwhile
-    _alone: set[int] = field(default_factory=set)  # tasks this pass saw through "*" alone, not asked for by id
-    _unnamed: set[int] = field(default_factory=set)  # those, when "*" lost tasks during the pass: asked by id next
-    _movable: list[set[int]] = field(default_factory=list)  # per listing, the active states this pass listed
-    # on a page before its last
-    _confirmed: list[set[int]] = field(default_factory=list)  # per listing, those the check found still active
-    _held: set[int] = field(default_factory=set)  # states delivered as active that this pass did not list
-    _snapshot: bool = False  # the read is the first start's snapshot (its passes compare, none is checked)
-
-    def add(
-        self,
-        pages: list[AlarmPage],
-        pass_number: int,
-        *,
-        last_page: bool,
-        snapshot: bool = False,
-        held: Collection[int] = (),
-        bounded: bool = False,
-        star: bool = False,
-    ) -> bool:
-        """Gather one page of each call of pass ``pass_number``; True when this pass has changed so far.
-
-        ``held``: the states delivered as active before, when Boro's clock moved on while an open window's pass
-        was read (:func:`reading.moved_on`); one that cleared meanwhile may sit on a page already read, so each one
-        this pass did not list is checked too."""
-        self._snapshot = snapshot
-        if pass_number != self._pass:
-            self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
-            self._movable, self._confirmed, self._held, self._listed, self._ended = [], [], set(), [], []
-            self._shifted, self._alone, self._unnamed = False, set(), set()
-        while len(self.listings) < len(pages):
-            self.listings.append({})
-        while len(self._listed) < len(pages):
-            self._listed.append(set())
-        while len(self._ended) < len(pages):
-            self._ended.append(False)
-        while len(self._movable) < len(pages):
-            self._movable.append(set())
-        ids: set[int] = set()
-        for index, (listing, listed, page) in enumerate(zip(self.listings, self._listed, pages, strict=False)):
-            if self._ended[index]:  # its last page was read: what now fills that page's room is not past it
-                continue
-            self._ended[index] = not page.full
-            if bounded and not listed.isdisjoint(item.record.id for item in page.records):
-                self._shifted = True
-            for item in page.records:
-                listing.pop(item.record.id, None)
-                listing[item.record.id] = item
-                ids.add(item.record.id)
-                listed.add(item.record.id)
-                if not last_page and item.record.active is True:
-                    self._movable[index].add(item.record.id)
-            self.rejected.update((item.raw, item) for item in page.rejected)
-        self._seen |= ids
-        self._held.update(state for state in held if state not in self._seen)
-        if snapshot:
-            return self._snapshot_changed(ids, last_page=last_page)
-        if star and last_page:
-            self._alone = self._seen_through_star_alone()
-            self._unnamed = self._alone if self._star_shrank() else set()
-            self.tasks = tuple(sorted({*(self.tasks or ()), *self._unnamed}))  # the next passes ask for them by id
-        return any(self._movable) or bool(self._held) or self._shifted or bool(self._unnamed)
-
-    def _seen_through_star_alone(self) -> set[int]:
-        """The tasks this pass saw through ``"*"`` and did not ask for by id."""
-        star, named = self.listings[0], frozenset(self.tasks or ())
-        return {star[record].record.task_id for record in self._listed[0]} - named
-
-    def _star_shrank(self) -> bool:
-        """Whether ``"*"`` lost tasks while this pass paged it, as far as the listing by id shows.
-
-        ``"*"`` lists the tasks of running probes: a probe that stops takes its tasks' records out of it, and the
-        records behind them move forward, maybe onto a page already read. For the tasks asked for by id that costs
-        nothing (their records come from the listing by id), but a task seen through ``"*"`` alone may have lost a
-        record that way. The sign: a task whose records ``"*"`` listed, with some the listing by id showed missing.
-        A probe that stops with states on pages already read is also seen by the check (:meth:`check`).
-        """
-        if not self._alone or len(self._listed) < 2:
-            return False
-        star, by_id, seen = self.listings[0], self.listings[1], self._listed[0]
-        listed_by_star = {star[record].record.task_id for record in seen}
-        return any(by_id[record].record.task_id in listed_by_star and record not in seen for record in self._listed[1])
-
-    def _snapshot_changed(self, ids: set[int], *, last_page: bool) -> bool:
-        if self._previous is None:  # the first pass: everything is news
-            return bool(ids)
-        return not ids <= self._previous or (last_page and not self._previous <= self._seen)
-
-    def check(self, pages: list[AlarmPage], *, last_page: bool) -> bool:
-        """Gather one page of each call of a check pass; True once it is whole and missed a state it checks.
-
-        Each listing's states are checked in that listing: a state ``"*"`` no longer lists has not cleared, maybe,
-        but its probe stopped, which moves ``"*"``'s records just the same."""
-        while len(self._confirmed) < max(len(pages), len(self._movable)):
-            self._confirmed.append(set())
-        for confirmed, page in zip(self._confirmed, pages, strict=False):
-            confirmed.update(item.record.id for item in page.records if item.record.active is True)
-        if not last_page:
-            return False
-        anywhere = set().union(*self._confirmed)
-        where = [anywhere] * len(self._movable)
-        if self._alone:  # records "*" alone listed: a state it no longer lists moved it, cleared or not
-            where[0] = self._confirmed[0]
-        missed = any(not movable <= confirmed for movable, confirmed in zip(self._movable, where, strict=True))
-        return self._shifted or bool(self._unnamed) or missed or not self._held <= anywhere
-
-    def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
-        """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check
-        found every state still active, or it listed none before its last page) holds the window entire: a record
-        an earlier pass saw and it did not has left the window, and comes again where it moved to. That is judged
-        for each listing apart: a state may clear between the ``"*"`` call and the call by id of one page, and one
-        listing's record left at its old place would set a cleared state beside it in the wrong second."""
-        if settled and not self._snapshot:
-            return [
-                [item for item in listing.values() if item.record.id in listed]
-                for listing, listed in zip(self.listings, self._listed, strict=False)
-            ]
-        return [list(listing.values()) for listing in self.listings]
-
-    def clear(self) -> None:
-        self.listings.clear()
-        self.rejected.clear()
-        self.tasks = None
-        self.clock = None
-        self._pass, self._previous, self._seen, self._listed, self._ended = 0, None, set(), [], []
-        self._movable, self._confirmed, self._held = [], [], set()
-        self._shifted, self._alone, self._unnamed = False, set(), set()
 
 
 @dataclass(frozen=True, slots=True)

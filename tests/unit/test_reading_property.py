@@ -313,6 +313,15 @@ async def run_with_crashes(
     page_size=20,
     crash_at=set(),
 )
+@example(  # a crowded window whose passes never settled was fed with records of its earlier passes in front
+    personality=Personality(
+        token="timestamp", clock_offset=300.0, probe_stops=0.3, stop_seconds=4.0, moving_records=0.3
+    ),
+    fault_mix=Faults(http_5xx=0.1, error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=632,
+    page_size=20,
+    crash_at={4, 19, 32, 49},
+)
 @given(
     personality=personalities,
     fault_mix=faults,
