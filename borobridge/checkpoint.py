@@ -29,6 +29,8 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     record is still read (:meth:`resumed_position`, and its ``done`` ids are kept until Boro's time dates them).
     ``dead_letters`` holds the digests of the records already dead-lettered, by bucket like ``finished``.
     ``backfill`` is the first start's history read still to do (None: none, or done); it never moves ``position``.
+    ``directions`` is the evidence of the order Boro lists each kind of reply in (``token``, ``period``), so that a
+    restart does not fall back on ``boro.reply_order`` (:func:`borobridge.reading.direction`).
     """
 
     version: int = CHECKPOINT_VERSION
@@ -43,6 +45,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True):
     tasks: list[int] = []
     dead_letters: list[Finished] = []
     backfill: Position | None = None
+    directions: dict[str, int] = {}
 
     def resumed_position(self) -> Position:
         """The read position this record describes, whichever version wrote it."""

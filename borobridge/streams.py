@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 import msgspec
 
@@ -18,6 +19,8 @@ from borobridge.settings import BoroSettings, FilterSettings, FirstStartSettings
 from borobridge.transitions import UNKNOWN_TIME, AlarmTransition, Finished, TransitionMemory
 
 _moved = msgspec.structs.replace
+
+MAX_VOTES: Final = 1_000  # direction evidence kept per kind of listing: decisive, and small in a checkpoint
 
 
 @dataclass(eq=False)
@@ -44,7 +47,7 @@ class Stream:
     backfill: Position | None = field(init=False)
     _horizon: int = field(default=0, init=False, repr=False)  # Boro time before which the memory forgets
     _gathered: dict[str, Gathered] = field(default_factory=dict, init=False, repr=False)
-    _directions: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # by kind of listing
+    directions: dict[str, int] = field(default_factory=dict)  # the direction votes by kind of listing
     _marks: deque[_Mark] = field(default_factory=deque, init=False, repr=False)
     _committed_tasks: frozenset[int] = field(init=False, repr=False)
     _sweep_start: Position | None = field(default=None, init=False, repr=False)  # the sweep under way as it began
@@ -106,11 +109,11 @@ class Stream:
         otherwise come after later ones. ``lane`` keeps the sweep's pages apart from the stream's own.
         """
         kind = "token" if queries[0].update_token is not None else "period"
-        hint = self._directions.get(kind, 0) or order
+        hint = self.directions.get(kind, 0) or order
         named = queries[-1].task_ids if len(queries) > 1 else "*"
         by_id = named if isinstance(named, list) else []
         answer = reading.answer_of(pages, hint, by_id)
-        self._directions[kind] = self._directions.get(kind, 0) + answer.votes
+        self.directions[kind] = max(-MAX_VOTES, min(self.directions.get(kind, 0) + answer.votes, MAX_VOTES))
         if reading.pages_from(position, answer):
             return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id))
         used = reading.usable(position, answer)
@@ -229,6 +232,7 @@ class Stream:
             tasks=sorted(self.tasks),
             dead_letters=self.memory.dead_letters,
             backfill=backfill,
+            directions=dict(self.directions),
         )
 
     def advance(self, horizon_seconds: int) -> None:
@@ -373,4 +377,5 @@ def open_stream(
         set(saved.tasks),
         committed_backfill=saved.backfill,
         history_beside=first_start.history == "beside",
+        directions=dict(saved.directions),
     )

@@ -322,6 +322,21 @@ async def run_with_crashes(
     page_size=20,
     crash_at={4, 19, 32, 49},
 )
+@example(  # a crash forgot the listings' direction; two clears of one task in Boro's present came the wrong way
+    personality=Personality(
+        token="timestamp",
+        token_compare="exclusive",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=3600.0,
+        stop_seconds=30.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(repeat=0.3, burst=0.1, retry_after=0.0),
+    seed=2504,
+    page_size=5,
+    crash_at={15, 25, 55},
+)
 @given(
     personality=personalities,
     fault_mix=faults,

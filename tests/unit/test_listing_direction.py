@@ -1,0 +1,56 @@
+"""The order Boro lists each kind of reply in, as the bridge has seen it, outlives a restart.
+
+Two cleared states of one task in Boro's present second carry no change time the bridge can order them by: only
+the listing's direction can. What earlier listings showed is kept in the checkpoint, so a restarted bridge orders
+them as Boro does rather than by ``boro.reply_order``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
+from borobridge.checkpoint import Checkpoint
+from borobridge.reading import Position, Window
+from borobridge.streams import Stream, open_stream
+from borobridge.transitions import TransitionMemory
+from tests.support.records import decoded
+from tests.support.settings import bridge_settings
+
+SECOND = 1_790_000_000
+BASE = AlarmQuery(project_id=23, limit=100)
+
+
+def feed(stream: Stream, records: list[DecodedRecord]) -> list[str]:
+    """Feed one page, not full, listing ``records``, as the answer to each call of the stream's next read."""
+    queries = stream.queries(stream.position)
+    pages = [
+        AlarmPage(
+            query=query, records=records, rejected=[], update_token=9, current_page=1, total_pages=1, limit_value=100
+        )
+        for query in queries
+    ]
+    fed = stream.feed(stream.position, queries, pages, "oldest_first")
+    stream.position = fed.position
+    return [f"{t.record.id}-{t.kind}" for t in fed.transitions]
+
+
+def test_a_restarted_stream_orders_what_only_the_listing_direction_tells_as_before() -> None:
+    stream = Stream(
+        "s", BASE, TransitionMemory(), Position(token=7, clock=SECOND + 100, windows=(Window(SECOND, SECOND + 10),))
+    )
+    newest_first = [
+        decoded(5, type="event", active=None, trigger_time=SECOND + 8),
+        decoded(4, type="event", active=None, trigger_time=SECOND + 3),
+    ]
+    assert feed(stream, newest_first) == ["4-event", "5-event"]
+    saved = msgspec.json.decode(msgspec.json.encode(stream.checkpoint()), type=Checkpoint)
+    options = bridge_settings()
+    restarted = open_stream("boro-test", 23, options.boro, saved, options.first_start)
+    restarted.position = Position(token=7, clock=SECOND + 100, windows=(Window(SECOND + 100),))
+    cleared_later, cleared_first = (
+        decoded(2, trigger_time=SECOND + 99, active=False),
+        decoded(1, trigger_time=SECOND + 98, active=False),
+    )
+    emitted = feed(restarted, [cleared_later, cleared_first])
+    assert emitted.index("1-cleared") < emitted.index("2-cleared"), emitted
