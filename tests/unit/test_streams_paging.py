@@ -7,6 +7,8 @@ checked by a listing of the window's active states only, and read again until it
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
 from borobridge.reading import Position, Window
 from borobridge.streams import Stream
@@ -165,6 +167,26 @@ def page_of(query: AlarmQuery, listing: list[DecodedRecord], token: int) -> Alar
     )
 
 
+Listings = Callable[[int, list[AlarmQuery]], tuple[list[DecodedRecord], list[DecodedRecord]]]
+
+
+def read_both_calls(stream: Stream, listings: Listings) -> list[str]:
+    """Feed the pages both calls of each read ask for, cut from what ``listings(read, queries)`` says Boro lists
+    then (``"*"``, then by id), until the window is done; the transitions."""
+    emitted: list[str] = []
+    for number in range(1, 16):
+        queries = stream.queries(stream.position)
+        assert len(queries) == 2
+        star, by_id = listings(number, queries)
+        pages = [page_of(queries[0], star, 50 + number), page_of(queries[1], by_id, 50 + number)]
+        fed = stream.feed(stream.position, queries, pages, "oldest_first")
+        stream.position = fed.position
+        emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]
+        if not stream.position.windows:
+            return emitted
+    raise AssertionError(f"the window was not finished: {emitted}")
+
+
 def test_a_listing_that_ended_on_a_short_page_is_not_gathered_while_the_other_goes_on() -> None:
     """Both calls of a paged pass (``"*"`` and the tasks by id) are asked for every page until neither is full.
     Changes made after the by-id listing's short page was read fill that page's room first, on a page already
@@ -175,19 +197,9 @@ def test_a_listing_that_ended_on_a_short_page_is_not_gathered_while_the_other_go
     star += [decoded(n, type="event", active=None, trigger_time=SECOND, task_id=NEW_TASK) for n in (4, 5, 6)]
     by_id = star[:3]
     later = [decoded(n, type="event", active=None, trigger_time=SECOND + 1) for n in (7, 8)]  # after page 2
-    emitted: list[str] = []
-    for page_number, (star_now, by_id_now) in enumerate(
-        [(star, by_id), (star, by_id), (star + later, by_id + later)] + [(star + later, by_id + later)] * 6, 1
-    ):
-        queries = stream.queries(stream.position)
-        assert len(queries) == 2
-        pages = [page_of(queries[0], star_now, 50 + page_number), page_of(queries[1], by_id_now, 50 + page_number)]
-        fed = stream.feed(stream.position, queries, pages, "oldest_first")
-        stream.position = fed.position
-        emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]
-        if not stream.position.windows:
-            break
-    assert not stream.position.windows, "the window was not finished"
+    emitted = read_both_calls(
+        stream, lambda number, _: (star, by_id) if number <= 2 else ([*star, *later], [*by_id, *later])
+    )
     made_later = [name for name in emitted if name in ("7-event", "8-event")]
     assert made_later in ([], ["7-event", "8-event"]), f"a later change came before the one before it: {emitted}"
     assert {"1-event", "2-event", "3-event", "4-event", "5-event", "6-event"} <= set(emitted), emitted
@@ -216,17 +228,11 @@ def test_a_task_seen_through_star_alone_is_asked_by_id_when_star_lost_a_task_dur
     stopped = [decoded(n, type="event", active=None, trigger_time=SECOND) for n in (1, 2, 6)]
     alone = [decoded(n, type="event", active=None, trigger_time=SECOND, task_id=NEW_TASK) for n in (3, 4, 5)]
     every = sorted([*stopped, *alone], key=lambda item: item.record.id)
-    emitted: list[str] = []
-    for number in range(1, 16):
-        queries = stream.queries(stream.position)
+
+    def listings(number: int, queries: list[AlarmQuery]) -> tuple[list[DecodedRecord], list[DecodedRecord]]:
         star = every if number == 1 else alone  # the named task's probe stopped once page 1 was read
-        by_id = every if NEW_TASK in queries[-1].task_ids else stopped
-        pages = [page_of(queries[0], star, 50), page_of(queries[1], by_id, 50)]
-        fed = stream.feed(stream.position, queries, pages, "oldest_first")
-        stream.position = fed.position
-        emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]
-        if not stream.position.windows:
-            break
-    assert not stream.position.windows, "the window was not finished"
+        return star, every if NEW_TASK in queries[-1].task_ids else stopped
+
+    emitted = read_both_calls(stream, listings)
     made_by_the_new_task = [name for name in emitted if name in ("3-event", "4-event", "5-event")]
     assert made_by_the_new_task == ["3-event", "4-event", "5-event"], emitted
