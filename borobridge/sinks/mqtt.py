@@ -265,6 +265,8 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         task.cancel()
         await asyncio.wait([task], timeout=CANCEL_WAIT_S)
         if task.done():
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("an MQTT task had failed: %r", task.exception())
             return
     log.warning("an MQTT task did not stop when cancelled: %r", task)
 
