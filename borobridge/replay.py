@@ -1,7 +1,8 @@
 """``borobridge replay``: re-emit a past period from Boro into Kafka, with the ids of the first time.
 
-A replay reads the period in ``updated_at`` windows (the reading strategy's period read, :mod:`borobridge.reading`)
-with a fresh transition memory, so each record yields what
+A replay reads the period in ``updated_at`` windows, each project through a stream of its own that is never
+committed (:mod:`borobridge.streams`: the live reads' period read, paged windows used once whole), with a fresh
+transition memory, so each record yields what
 it yields on a first sight (an active state ``raised``; a cleared one ``raised`` then ``cleared``; an event
 ``event``) with the same deterministic ``source`` and ``id``: consumers recognise what they already have. It
 uses its own transactional id and touches neither the cursors nor the active-alarm table of the live bridge.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol, Self
 
@@ -30,6 +31,7 @@ from borobridge.reading import Position, Window
 from borobridge.replay_progress import ReplayProgress
 from borobridge.settings import Settings
 from borobridge.sinks import Batch
+from borobridge.streams import Stream
 from borobridge.transitions import AlarmTransition, TransitionMemory
 
 SIMULATE_URL: Final = "http://127.0.0.1:8000/ctrl_api/v1/json"
@@ -66,19 +68,23 @@ class _DryRun:
 
 @dataclass
 class _ProjectRead:
-    """One project's period read: its query, where it stands, and the transitions it has yielded."""
+    """One project's period read: a stream of its own that reads the period, never committed."""
 
-    base: AlarmQuery
-    position: Position
-    memory: TransitionMemory = field(default_factory=TransitionMemory)
+    stream: Stream
 
-    def feed(self, page: AlarmPage, order: reading.Order) -> list[AlarmTransition]:
-        answer = reading.answer_of([page], order)
-        records = answer.records if reading.usable(self.position, answer) else []
-        transitions = self.memory.feed(records)
-        self.memory.commit()
-        self.position = reading.after_reply(self.position, answer, fresh=bool(transitions))
-        return transitions
+    @property
+    def position(self) -> Position:
+        return self.stream.position
+
+    def queries(self) -> list[AlarmQuery]:
+        return self.stream.queries(self.stream.position)
+
+    def feed(self, queries: list[AlarmQuery], pages: list[AlarmPage], order: reading.Order) -> list[AlarmTransition]:
+        """Feed one answer as the live reads do: a paged window is used once whole (:mod:`borobridge.gathered`)."""
+        fed = self.stream.feed(self.stream.position, queries, pages, order)
+        self.stream.memory.commit()
+        self.stream.position = fed.position
+        return fed.transitions
 
 
 async def replay(
@@ -94,7 +100,8 @@ async def replay(
     sent = 0
     async with BoroHttpClient(settings.boro) as http, _sink(settings, request) as sink:
         client = BoroClient(http, settings.boro)
-        reads = [_ProjectRead(_query(settings, p), _start(request)) for p in await _projects(client, settings, request)]
+        projects = await _projects(client, settings, request)
+        reads = [_ProjectRead(_stream(settings, project, request)) for project in projects]
         async for transitions in _rounds(client, reads, settings.boro.reply_order):
             events = [factory.build(transition) for transition in transitions]
             await sink.deliver(Batch(events=events))
@@ -128,13 +135,11 @@ async def _projects(client: BoroClient, settings: Settings, request: ReplayReque
     return settings.boro.projects if settings.boro.projects != "all" else await client.project_ids()
 
 
-def _query(settings: Settings, project_id: int) -> AlarmQuery:
+def _stream(settings: Settings, project_id: int, request: ReplayRequest) -> Stream:
     boro = settings.boro
-    return AlarmQuery(project_id=project_id, task_ids=boro.task_ids, filter=boro.filter, limit=boro.page_size)
-
-
-def _start(request: ReplayRequest) -> Position:
-    return Position(windows=(Window(max(request.since, 1), request.until),))
+    query = AlarmQuery(project_id=project_id, task_ids=boro.task_ids, filter=boro.filter, limit=boro.page_size)
+    start = Position(windows=(Window(max(request.since, 1), request.until),))
+    return Stream(f"replay/{project_id}", query, TransitionMemory(), start)
 
 
 async def _rounds(
@@ -142,12 +147,16 @@ async def _rounds(
 ) -> AsyncIterator[list[AlarmTransition]]:
     """One TaskAlarms call per unfinished project and round; the transitions each round yields, in order."""
     while unfinished := [read for read in reads if read.position.windows]:
-        results = await client.task_alarms([reading.next_query(read.position, read.base) for read in unfinished])
+        asked = [read.queries() for read in unfinished]
+        results = iter(await client.task_alarms([query for queries in asked for query in queries]))
         transitions: list[AlarmTransition] = []
-        for read, result in zip(unfinished, results, strict=True):
-            if isinstance(result, BoroError):
-                raise result
-            transitions += read.feed(result, order)
+        for read, queries in zip(unfinished, asked, strict=True):
+            pages: list[AlarmPage] = []
+            for result in (next(results) for _ in queries):
+                if isinstance(result, BoroError):
+                    raise result
+                pages.append(result)
+            transitions += read.feed(queries, pages, order)
         yield transitions
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from borobridge.simulator import Simulator, serve_simulator
+from tests.support.clock import ManualClock
 from tests.support.expectations import expected_ids, simulator_with_history
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_bridge import event_topics, topic_names
@@ -94,6 +96,30 @@ async def test_progress_lines_off_a_terminal_count_up_to_the_summary(tmp_path: P
     assert len(counts) == len(lines), done.stderr
     assert 2 <= len(counts) <= total // 25, "a line every 25 events at most: rounds without 25 new events say nothing"
     assert all(later - earlier >= 25 for earlier, later in itertools.pairwise([0, *counts])), counts
+
+
+async def test_a_crowded_second_that_is_boro_s_present_is_replayed_whole(tmp_path: Path) -> None:
+    """A replay from second S, when S and S + 1 hold more than a page and the clock has not left them: the window
+    is paged (its changes sit in its first two seconds, the later one Boro's present as far as the pages tell), and
+    its first page, the one that showed it, belongs to the pass like the others."""
+    start = int(time.time())
+    clock = ManualClock(start + 0.5)
+    sim = Simulator(seed=3, projects=1, rate_per_second=0.0, clock=clock)
+    task = sim.tasks()[0].task_id
+    for second in (start, start + 1):  # events only: no check of the window's states can bring a page back
+        clock.now = second + 0.5
+        for _ in range(7):
+            sim.trigger(task, "PtsError")
+    async with serve_simulator(sim) as url:
+        config = boro_config(tmp_path, url, page_size=10)
+        done = await asyncio.to_thread(
+            borobridge, "replay", "--config", str(config), "--since", str(start), "--dry-run", cwd=tmp_path
+        )
+    total = len(expected_ids(sim))
+    assert (done.returncode, done.stderr) == (
+        0,
+        f"borobridge: dry run: replay would send {total} events; nothing was sent\n",
+    )
 
 
 async def test_replay_reads_borobridge_simulate_with_both_defaults(tmp_path: Path) -> None:
