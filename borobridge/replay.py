@@ -66,27 +66,6 @@ class _DryRun:
         return None
 
 
-@dataclass
-class _ProjectRead:
-    """One project's period read: a stream of its own that reads the period, never committed."""
-
-    stream: Stream
-
-    @property
-    def position(self) -> Position:
-        return self.stream.position
-
-    def queries(self) -> list[AlarmQuery]:
-        return self.stream.queries(self.stream.position)
-
-    def feed(self, queries: list[AlarmQuery], pages: list[AlarmPage], order: reading.Order) -> list[AlarmTransition]:
-        """Feed one answer as the live reads do: a paged window is used once whole (:mod:`borobridge.gathered`)."""
-        fed = self.stream.feed(self.stream.position, queries, pages, order)
-        self.stream.memory.commit()
-        self.stream.position = fed.position
-        return fed.transitions
-
-
 async def replay(
     settings: Settings,
     request: ReplayRequest,
@@ -101,7 +80,7 @@ async def replay(
     async with BoroHttpClient(settings.boro) as http, _sink(settings, request) as sink:
         client = BoroClient(http, settings.boro)
         projects = await _projects(client, settings, request)
-        reads = [_ProjectRead(_stream(settings, project, request)) for project in projects]
+        reads = [_stream(settings, project, request) for project in projects]
         async for transitions in _rounds(client, reads, settings.boro.reply_order):
             events = [factory.build(transition) for transition in transitions]
             await sink.deliver(Batch(events=events))
@@ -143,11 +122,12 @@ def _stream(settings: Settings, project_id: int, request: ReplayRequest) -> Stre
 
 
 async def _rounds(
-    client: BoroClient, reads: list[_ProjectRead], order: reading.Order
+    client: BoroClient, reads: list[Stream], order: reading.Order
 ) -> AsyncIterator[list[AlarmTransition]]:
-    """One TaskAlarms call per unfinished project and round; the transitions each round yields, in order."""
+    """One request per round for every unfinished project (``"*"`` and, once tasks are seen, the tasks by id); the
+    transitions each round yields, in order. Each answer is fed as the live reads feed it, and never committed."""
     while unfinished := [read for read in reads if read.position.windows]:
-        asked = [read.queries() for read in unfinished]
+        asked = [read.queries(read.position) for read in unfinished]
         results = iter(await client.task_alarms([query for queries in asked for query in queries]))
         transitions: list[AlarmTransition] = []
         for read, queries in zip(unfinished, asked, strict=True):
@@ -156,11 +136,14 @@ async def _rounds(
                 if isinstance(result, BoroError):
                     raise result
                 pages.append(result)
-            transitions += read.feed(queries, pages, order)
+            fed = read.feed(read.position, queries, pages, order)
+            read.memory.commit()
+            read.position = fed.position
+            transitions += fed.transitions
         yield transitions
 
 
-def _progress(reads: list[_ProjectRead], request: ReplayRequest, sent: int) -> ReplayProgress:
+def _progress(reads: list[Stream], request: ReplayRequest, sent: int) -> ReplayProgress:
     """How far the replay got: the least floor of the unfinished reads (every change before it is sent)."""
     unfinished = [read.position for read in reads if read.position.windows]
     if unfinished:
