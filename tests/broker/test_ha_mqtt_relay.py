@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Final
 
@@ -26,8 +25,8 @@ from tests.support.ha import PROJECTS, SETTLE_S, Replicas, scrape, settled, unti
 from tests.support.kafka import KafkaCluster
 from tests.support.kafka_bridge import bridge_config
 from tests.support.kafka_reading import kafka_settings
-from tests.support.mosquitto import MosquittoBroker, mosquitto_sub, user_properties_of
-from tests.support.mqtt_bridge import PersistentSubscriber, subscribed
+from tests.support.mosquitto import MosquittoBroker, mosquitto_sub
+from tests.support.mqtt_bridge import subscribed
 from tests.support.pipelines import advancing
 from tests.support.relay_group import Assignment, group_members
 
@@ -37,16 +36,6 @@ REPLICAS: Final = 3
 MOVING_S: Final = 6.0
 RELAYED_S: Final = 60.0
 STATUS_S: Final = 5.0
-
-
-def received_ids(subscriber: PersistentSubscriber) -> Counter[str]:
-    """How many times each event id reached the subscriber (the retained ``active`` topics left out)."""
-    ids: Counter[str] = Counter()
-    for message in subscriber.messages:
-        if "/active/" in str(message.topic):
-            continue
-        ids[user_properties_of(message)["id"]] += 1
-    return ids
 
 
 async def test_replicas_share_the_relay_and_publish_each_event_once(
@@ -72,7 +61,7 @@ async def test_replicas_share_the_relay_and_publish_each_event_once(
                 await asyncio.sleep(MOVING_S)
             expected = expected_ids(sim)
             await until(
-                lambda: set(received_ids(subscriber)) >= expected,
+                lambda: set(subscriber.copies()) >= expected,
                 RELAYED_S,
                 "not every event reached the MQTT subscriber",
                 replicas.all,
@@ -84,7 +73,7 @@ async def test_replicas_share_the_relay_and_publish_each_event_once(
                 status = [message.payload for message in await sub.messages()]
         finally:
             await replicas.stop_all()
-    counts = received_ids(subscriber)
+    counts = subscriber.copies()
     assert expected - before, "the world made no change while the groups stood still"
     assert set(counts) == expected
     repeated = {event_id: n for event_id, n in counts.items() if n > 1 and event_id not in before}

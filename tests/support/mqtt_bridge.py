@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -101,13 +102,20 @@ class PersistentSubscriber:
             self.messages.append(message)
 
     def events(self) -> list[dict[str, Any]]:
+        """Each transition received, once (the first copy), as its user properties and data."""
         seen: dict[str, dict[str, Any]] = {}
-        for message in self.messages:
+        for message in self._transitions():
             properties = user_properties_of(message)
-            if "active" in str(message.topic):
-                continue
             seen.setdefault(properties["id"], {**properties, "data": json.loads(bytes(message.payload))})
         return list(seen.values())
+
+    def copies(self) -> Counter[str]:
+        """How many times each transition's id was received."""
+        return Counter(user_properties_of(message)["id"] for message in self._transitions())
+
+    def _transitions(self) -> list[aiomqtt.Message]:
+        """The messages that carry a transition (not the retained ``active`` states)."""
+        return [message for message in self.messages if "active" not in str(message.topic)]
 
 
 @contextlib.asynccontextmanager
