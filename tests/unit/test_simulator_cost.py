@@ -13,10 +13,13 @@ BATCH = 50
 
 
 class _NoScan(dict[int, Any]):
-    """The world's probes or tasks by id, refusing to be read whole: a call that scans them fails."""
+    """The world's probes, tasks or records by id, refusing to be read whole: a call that scans them fails."""
 
     def _scan(self) -> NoReturn:
-        raise AssertionError("one project's call read every probe or task of the world")
+        raise AssertionError("one project's call read every probe, task or record of the world")
+
+    def keys(self) -> NoReturn:
+        self._scan()
 
     def values(self) -> NoReturn:
         self._scan()
@@ -62,6 +65,7 @@ def test_a_discovery_and_a_poll_of_every_project_never_read_the_whole_world() ->
     records = len(sim.records())
     sim._tasks = _NoScan(sim._tasks)
     sim._probes = _NoScan(sim._probes)
+    sim._store._entries = _NoScan(sim._store._entries)
     ids = _discover(sim)
     assert sorted(ids) == sorted(project.id for project in sim.projects())
     assert _poll_all(sim, ids) == records
