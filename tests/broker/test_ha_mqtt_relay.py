@@ -66,6 +66,7 @@ async def test_replicas_share_the_relay_and_publish_each_event_once(
                 "not every event reached the MQTT subscriber",
                 replicas.all,
             )
+            counts = subscriber.copies()  # before the kill and the stop below move the relay's partitions
             relayed = [await _relayed(replicas, process) for process in replicas.all]
             after = await group_members(kafka.bootstrap, group)
             async with mosquitto_sub(mosquitto, f"borobridge/{prefix}/status", count=3, listen_s=STATUS_S) as sub:
@@ -73,7 +74,6 @@ async def test_replicas_share_the_relay_and_publish_each_event_once(
                 status = [message.payload for message in await sub.messages()]
         finally:
             await replicas.stop_all()
-    counts = subscriber.copies()
     assert expected - before, "the world made no change while the groups stood still"
     assert set(counts) == expected
     repeated = {event_id: n for event_id, n in counts.items() if n > 1 and event_id not in before}
