@@ -18,7 +18,7 @@ import pytest
 
 from borobridge.simulator import Simulator, serve_simulator
 from tests.support.bridge_process import BridgeProcess, wait_until_complete
-from tests.support.expectations import expected_ids, simulator_with_history
+from tests.support.expectations import assert_raise_before_clear, expected_ids, simulator_with_history
 from tests.support.followed_output import OutputFollower, backfill_remaining
 from tests.support.ports import free_port
 
@@ -82,14 +82,6 @@ async def until_delivered(output: OutputFollower, ids: set[str], bridge: BridgeP
         await asyncio.sleep(0.05)
 
 
-def assert_raised_before_cleared(events: list[dict[str, Any]]) -> None:
-    """Whichever lane read a state, its ``raised`` came out before its ``cleared``."""
-    position = {event["id"]: index for index, event in enumerate(events)}
-    cleared = [i for i in position if i.endswith("-cleared")]
-    late = [i for i in cleared if position[i.removesuffix("-cleared") + "-raised"] > position[i]]
-    assert not late, f"{len(late)} states cleared before they were raised, e.g. {late[:3]}"
-
-
 @pytest.mark.slow
 async def test_every_projects_live_alarm_flows_within_a_poll_interval_while_twenty_histories_are_read(
     tmp_path: Path,
@@ -119,7 +111,7 @@ async def test_every_projects_live_alarm_flows_within_a_poll_interval_while_twen
     counts = Counter(event["id"] for event in events)
     assert [i for i, n in counts.items() if n > 1] == [], "a transition was delivered twice"
     assert set(counts) == expected_ids(sim)
-    assert_raised_before_cleared(events)
+    assert_raise_before_clear(events)  # whichever lane read a state
     assert set(finished.values()) == {0.0}
     assert bridge.said().count(HISTORY_DONE) == PROJECTS
     assert ADVICE not in bridge.said()

@@ -48,7 +48,7 @@ def assert_exactly_once_in_order(events: list[dict[str, Any]], sim: Simulator, e
         sim, {int(i.split("-")[0]) for i in sorted(missing)[:3]}
     )
     assert emitted <= set(expected), f"unexpected transitions {sorted(emitted - set(expected))[:5]}"
-    _assert_raise_before_clear(events)
+    assert_raise_before_clear(events)
     _assert_task_order(events, sim)
 
 
@@ -61,7 +61,8 @@ def assert_valid_against_schemas(events: list[dict[str, Any]]) -> None:
         jsonschema.validate(event["data"], schemas[kind])
 
 
-def _assert_raise_before_clear(events: list[dict[str, Any]]) -> None:
+def assert_raise_before_clear(events: list[dict[str, Any]]) -> None:
+    """Each ``cleared`` comes after the ``raised`` of the same record."""
     position = {event["id"]: index for index, event in enumerate(events)}
     for event in events:
         if event["data"]["transition"] == "cleared":
