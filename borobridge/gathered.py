@@ -35,7 +35,6 @@ class Gathered:
     clock: int | None = None  # the Boro time proved when this pass's first page was read
     _pass: int = 0
     _previous: frozenset[int] | None = None  # the ids the pass before this one saw
-    _seen: set[int] = field(default_factory=set)  # the ids this pass saw so far
     _listed: list[set[int]] = field(default_factory=list)  # the same, for each listing apart
     _ended: list[bool] = field(default_factory=list)  # for each listing, whether this pass read its last page
     _shifted: bool = False  # a bounded window's pass met a record again on a later page: records arrived meanwhile
@@ -86,8 +85,7 @@ class Gathered:
                 if not last_page and item.record.active is True:
                     self._movable[index].add(item.record.id)
             self.rejected.update((item.raw, item) for item in page.rejected)
-        self._seen |= ids
-        self._held.update(state for state in held if state not in self._seen)
+        self._held.update(state for state in held if not any(state in listed for listed in self._listed))
         if snapshot:
             return self._snapshot_changed(ids, last_page=last_page)
         if star and last_page:
@@ -97,7 +95,8 @@ class Gathered:
         return any(self._movable) or bool(self._held) or self._shifted or bool(self._unnamed)
 
     def _start_pass(self, pass_number: int) -> None:
-        self._pass, self._previous, self._seen = pass_number, frozenset(self._seen), set()
+        """Reset what belongs to one pass; the pass before it is remembered by the ids it saw."""
+        self._pass, self._previous = pass_number, self._seen()
         self._movable, self._confirmed, self._held, self._listed, self._ended = [], [], set(), [], []
         self._shifted, self._alone, self._unnamed, self._last = False, set(), set(), []
 
@@ -133,15 +132,18 @@ class Gathered:
     def _snapshot_changed(self, ids: set[int], *, last_page: bool) -> bool:
         if self._previous is None:  # the first pass: everything is news
             return bool(ids)
-        return not ids <= self._previous or (last_page and not self._previous <= self._seen)
+        return not ids <= self._previous or (last_page and not self._previous <= self._seen())
+
+    def _seen(self) -> frozenset[int]:
+        """The ids this pass saw so far, in any listing."""
+        return frozenset().union(*self._listed)
 
     def check(self, pages: list[AlarmPage], *, last_page: bool) -> bool:
         """Gather one page of each call of a check pass; True once it is whole and missed a state it checks.
 
         Each listing's states are checked in that listing: a state ``"*"`` no longer lists has not cleared, maybe,
         but its probe stopped, which moves ``"*"``'s records just the same."""
-        while len(self._confirmed) < max(len(pages), len(self._movable)):
-            self._confirmed.append(set())
+        _grow(self._confirmed, max(len(pages), len(self._movable)), set)
         for confirmed, page in zip(self._confirmed, pages, strict=False):
             confirmed.update(item.record.id for item in page.records if item.record.active is True)
         if not last_page:
@@ -185,13 +187,14 @@ class Gathered:
         return [listing[record] for record in order]
 
     def clear(self) -> None:
+        """Forget the read: what belongs to the whole of it, then the pass under way."""
         self.listings.clear()
         self.rejected.clear()
         self.tasks = None
         self.clock = None
-        self._pass, self._previous, self._seen, self._listed, self._ended = 0, None, set(), [], []
-        self._movable, self._confirmed, self._held, self._before, self._last = [], [], set(), [], []
-        self._shifted, self._alone, self._unnamed = False, set(), set()
+        self._before = []
+        self._start_pass(0)
+        self._previous = None
 
 
 def _grow(items: list[_Item], length: int, make: Callable[[], _Item]) -> None:
