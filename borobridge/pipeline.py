@@ -35,7 +35,6 @@ from borobridge.health import Health
 from borobridge.held_streams import HeldStreams
 from borobridge.metrics import Metrics
 from borobridge.progress import ReadingProgress, describe
-from borobridge.reading import Position
 from borobridge.retry import retry_delay
 from borobridge.schedule import Read, ReadPlan
 from borobridge.settings import Settings
@@ -206,7 +205,7 @@ class Pipeline:
         for read in reads:
             pages = [next(replies) for _ in read.queries]
             try:
-                checked = _checked(read.position, pages)
+                checked = reading.checked_pages(read.position, pages)
             except BoroError as error:
                 round_.failures.append(self._count_failure(read, error))
                 continue
@@ -323,14 +322,3 @@ class Pipeline:
         self._metrics.cycle_retries.inc()
         self._failures.failed(CYCLE, error, "poll cycle failed (%s); next attempt in %.1f s", error, delay)
         return max(delay, 0.0)
-
-
-def _checked(position: Position, results: list[PageResult]) -> list[AlarmPage]:
-    """The pages of one read, or the first error among them (a refused token counts as one)."""
-    pages: list[AlarmPage] = []
-    for result in results:
-        if isinstance(result, BoroError):
-            raise result
-        reading.check_reply(position, result)
-        pages.append(result)
-    return pages

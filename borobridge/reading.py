@@ -50,7 +50,7 @@ import msgspec
 
 from borobridge.boro.models import Token
 from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
-from borobridge.errors import BoroReplyError
+from borobridge.errors import BoroError, BoroReplyError
 
 _moved = msgspec.structs.replace
 
@@ -242,6 +242,17 @@ def check_reply(position: Position, page: AlarmPage) -> None:
         raise BoroReplyError(
             f"update_token {token!r} is more than {MAX_LEAD // 3600} h ahead of the latest Boro time seen ({latest})"
         )
+
+
+def checked_pages(position: Position, results: Sequence[AlarmPage | BoroError]) -> list[AlarmPage]:
+    """The pages of one read at ``position``, or the first error among them (a refused token counts as one)."""
+    pages: list[AlarmPage] = []
+    for result in results:
+        if isinstance(result, BoroError):
+            raise result
+        check_reply(position, result)
+        pages.append(result)
+    return pages
 
 
 def after_reply(position: Position, page: Answer, *, fresh: bool) -> Position:

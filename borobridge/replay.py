@@ -23,8 +23,8 @@ from typing import Final, Protocol, Self
 from borobridge import reading
 from borobridge.boro.client import BoroClient
 from borobridge.boro.http import BoroHttpClient
-from borobridge.boro.queries import AlarmPage, AlarmQuery
-from borobridge.errors import BoroError, ConfigError
+from borobridge.boro.queries import AlarmQuery
+from borobridge.errors import ConfigError
 from borobridge.events import EventFactory
 from borobridge.kafka.sink import KafkaSink
 from borobridge.reading import Position, Window
@@ -131,11 +131,7 @@ async def _rounds(
         results = iter(await client.task_alarms([query for queries in asked for query in queries]))
         transitions: list[AlarmTransition] = []
         for read, queries in zip(unfinished, asked, strict=True):
-            pages: list[AlarmPage] = []
-            for result in (next(results) for _ in queries):
-                if isinstance(result, BoroError):
-                    raise result
-                pages.append(result)
+            pages = reading.checked_pages(read.position, [next(results) for _ in queries])
             fed = read.feed(read.position, queries, pages, order)
             read.memory.commit()
             read.position = fed.position
