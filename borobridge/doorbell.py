@@ -83,10 +83,10 @@ class Doorbells:
         """The pipeline ``key`` stopped: its doorbell is rung no more."""
         self._bells.pop(key, None)
 
-    def ring(self, project_id: int | None = None) -> None:
-        """Ring the doorbell of each pipeline that polls ``project_id`` (of every pipeline: None)."""
+    def ring(self, project_id: int) -> None:
+        """Ring the doorbell of each pipeline that polls ``project_id``."""
         for doorbell, polls in list(self._bells.values()):
-            if project_id is None or polls(project_id):
+            if polls(project_id):
                 doorbell.ring()
 
 
