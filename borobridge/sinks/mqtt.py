@@ -59,7 +59,6 @@ class MqttPublisher:
         self._status_topic = settings.topics.status.format(bridge=bridge_name)
         self._tls_context = tls.client_context(settings.tls, "mqtt.tls") if settings.tls else None
         self._watcher: asyncio.Task[None] | None = None
-        self._closing = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -67,7 +66,7 @@ class MqttPublisher:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._closing = True
+        await self._stop_watching()  # before the bridge marks itself offline, which it must not undo
         if self._client is not None:
             try:
                 await self._client.publish(self._status_topic, OFFLINE, qos=1, retain=True, timeout=2)
@@ -191,7 +190,7 @@ class MqttPublisher:
                 )
                 return
             async for message in client.messages:
-                if message.payload == OFFLINE and not self._closing:
+                if message.payload == OFFLINE:
                     await self._acknowledged(client, self._status_topic, ONLINE, retain=True)
         except (aiomqtt.MqttError, MqttRefusedError) as exc:
             log.debug("stopped watching %s: %s", self._status_topic, exc)
@@ -208,10 +207,13 @@ class MqttPublisher:
             topic = self._settings.topics.schemas.format(name=document.name)
             await self._acknowledged(client, topic, document.content, retain=True)
 
-    async def _disconnect(self) -> None:
+    async def _stop_watching(self) -> None:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             await _cancelled(watcher)
+
+    async def _disconnect(self) -> None:
+        await self._stop_watching()
         client, self._client = self._client, None
         if client is not None:
             try:
