@@ -186,6 +186,14 @@ class Gathered:
             placed.add(record)
         return [listing[record] for record in order]
 
+    def task_counts(self) -> dict[int, int]:
+        """How many records of each task the read met in every pass so far; the tasks asked for by id, met or not."""
+        counts = dict.fromkeys(self.tasks or (), 0)
+        for listing in self.listings:
+            for item in listing.values():
+                counts[item.record.task_id] = counts.get(item.record.task_id, 0) + 1
+        return counts
+
     def clear(self) -> None:
         """Forget the read: what belongs to the whole of it, then the pass under way."""
         self.listings.clear()

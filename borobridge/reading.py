@@ -22,7 +22,8 @@ setting says which one the server uses.
   active states move, so a pass that listed one before its last page is checked by a listing of the window's
   active states only: every one still active (a cleared state never becomes active again) proves the pass whole;
   else the window is read again, and an open window whose first second Boro's clock has left is split at the
-  clock first, what it read so far not used. New changes arriving meanwhile do not make a pass change: an open
+  clock first, what it read so far not used. A window whose passes never settle is read by task subsets, each
+  group of tasks in one reply (:func:`task_subsets`). New changes arriving meanwhile do not make a pass change: an open
   window's token is its last full pass's first page's, which reads them again. But a state raised before an open
   window that clears while it is paged joins its present second by id, maybe on a page already read: when Boro's
   clock moved on during a pass, the states delivered as active are checked too (:func:`moved_on`).
@@ -42,7 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -57,7 +58,8 @@ _moved = msgspec.structs.replace
 UNIX_MIN: Final = 1_000_000_000  # tokens from here on read as Unix seconds (2001-09-09)
 UNIX_MAX: Final = 10_000_000_000  # and nothing plausible lies beyond (a millisecond value does)
 MAX_LEAD: Final = 2 * 86_400  # how far a time token may run ahead of the latest record time seen
-MAX_PASSES: Final = 6  # full passes over a paged listing while records keep moving (a window's each one checked)
+MAX_PASSES: Final = 6  # full passes over the first-start snapshot while states keep moving
+WINDOW_PASSES: Final = 3  # passes over a paged window (each one checked) before it is read by task subsets
 MAX_PAGES: Final = 1_000  # a listing that claims more pages than this is cut short
 
 Order = Literal["oldest_first", "newest_first"]
@@ -76,6 +78,8 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     ``windows`` is the period read still to do, next window first; ``page`` and ``passes`` page a one-second
     window, an open window whose first second is Boro's present, or the first-start snapshot; ``fresh`` tells
     whether the current pass differs from the one before, ``pass_token`` is the token of its first page.
+    ``subsets`` are the groups of tasks the first window is still to be read for, by id, once paging it did not
+    settle (:func:`task_subsets`); never checkpointed (:func:`resumable`).
     """
 
     token: Token | None = None
@@ -87,6 +91,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     passes: int = 0
     fresh: bool = False
     pass_token: Token | None = None
+    subsets: tuple[tuple[int, ...], ...] = ()
 
     @property
     def busy(self) -> bool:
@@ -104,6 +109,7 @@ class Answer:
     clock: int | None  # the latest Boro time the replies prove
     votes: int = 0  # the listings' direction, as :func:`direction` counts it
     unsure: bool = False  # a task's order hangs on a direction nothing told
+    room: int = 0  # the fewest records a page of these calls holds (their replies' ``limit_value``)
 
 
 def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()) -> Answer:
@@ -124,6 +130,7 @@ def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by
         clock=max(clocks, default=None),
         votes=votes,
         unsure=not told and any(_order_hangs_on_direction(page.records) for page in pages),
+        room=min((page.limit_value for page in pages), default=0),
     )
 
 
@@ -219,6 +226,7 @@ def next_query(position: Position, base: AlarmQuery) -> AlarmQuery:
         checking = verifying(position)
         return replace(
             base,
+            task_ids=list(position.subsets[0]) if position.subsets else base.task_ids,
             update_token=None,
             period_from=None if checking and window.high is None else window.low,
             period_to=window.high,
@@ -255,15 +263,16 @@ def checked_pages(position: Position, results: Sequence[AlarmPage | BoroError]) 
     return pages
 
 
-def after_reply(position: Position, page: Answer, *, fresh: bool) -> Position:
+def after_reply(position: Position, page: Answer, *, fresh: bool, tasks: Mapping[int, int] | None = None) -> Position:
     """Where the stream stands once ``page`` (read at ``position``) was fed; ``fresh``: it yielded transitions
-    (in a paged read: the pass so far differs from the one before)."""
+    (in a paged read: the pass so far differs from the one before). ``tasks``: at the last page of a paged
+    window's pass, the records of each task the read met so far, to split it by if it does not settle."""
     clock = _later(position.clock, page.clock)
     position = _moved(position, clock=clock)
     if position.snapshot:
         return _after_snapshot_page(position, page, fresh=fresh)
     if position.windows:
-        return _after_window(position, page, fresh=fresh)
+        return _after_window(position, page, fresh=fresh, tasks=tasks or {})
     if page.full or page.unsure:  # the token cannot be trusted, or its page not ordered: read the gap by period
         return _moved(position, windows=(Window(_gap_start(position, page)),), page=1, passes=0, fresh=False)
     return _moved(position, token=_forward(position.token, page.token), floor=_later(position.floor, clock))
@@ -278,6 +287,8 @@ def usable(position: Position, page: Answer) -> bool:
     """
     if paged(position):
         return True
+    if position.subsets:  # a window read by task subsets is split no further in time
+        return not page.full
     return not page.full and not (page.unsure and _narrowable(position, page))
 
 
@@ -293,21 +304,27 @@ def _narrowable(position: Position, page: Answer) -> bool:
 
 
 def resumable(position: Position) -> Position:
-    """The position to checkpoint: a paged read in progress starts over, since its pages are fed only whole."""
-    return _moved(position, page=1, passes=0, fresh=False, pass_token=None) if paged(position) else position
+    """The position to checkpoint: a paged read in progress starts over, since its pages are fed only whole, and
+    so does a window read by task subsets (the memory drops what the subsets read already delivered)."""
+    if paged(position) or position.subsets:
+        return _moved(position, page=1, passes=0, fresh=False, pass_token=None, subsets=())
+    return position
 
 
 def same_read(before: Position, after: Position) -> bool:
-    """Whether ``after`` still pages the listing ``before`` paged (the snapshot, or the same window)."""
+    """Whether ``after`` still pages the listing ``before`` paged (the snapshot, or the same window and tasks)."""
     if before.snapshot:
         return after.snapshot
-    return bool(after.windows) and after.windows[0] == before.windows[0]
+    return bool(after.windows) and after.windows[0] == before.windows[0] and after.subsets == before.subsets
 
 
 def narrowed(before: Position, after: Position) -> bool:
-    """Whether ``after`` reads the window ``before`` read again in smaller windows (what it read is not used)."""
+    """Whether ``after`` reads the window ``before`` read again in smaller windows, or by task subsets (what it
+    read is not used)."""
     if before.snapshot or not before.windows or not after.windows:
         return False
+    if after.subsets and not before.subsets:
+        return after.windows[0] == before.windows[0]
     return after.windows[0].low == before.windows[0].low and after.windows[0] != before.windows[0]
 
 
@@ -321,7 +338,11 @@ def pages_from(position: Position, page: Answer) -> bool:
     first page of an open window that is full in Boro's present (the page that decides it is paged)."""
     if paged(position):
         return True
-    return bool(position.windows) and page.full and _in_the_present(position.windows[0], position.clock, page)
+    if not position.windows or not page.full:
+        return False
+    if position.subsets:  # one task with more than a page: paged by itself
+        return len(position.subsets[0]) == 1
+    return _in_the_present(position.windows[0], position.clock, page)
 
 
 def page_clock(page: AlarmPage) -> int | None:
@@ -444,10 +465,12 @@ def _after_snapshot_page(position: Position, page: Answer, *, fresh: bool) -> Po
     return _moved(position, snapshot=False, page=1, passes=0, fresh=False, floor=floor)
 
 
-def _after_window(position: Position, page: Answer, *, fresh: bool) -> Position:
+def _after_window(position: Position, page: Answer, *, fresh: bool, tasks: Mapping[int, int]) -> Position:
     window, rest = position.windows[0], position.windows[1:]
     if _paged(position):
-        return _after_paged_window(position, page, fresh=fresh)
+        return _after_paged_window(position, page, fresh=fresh, tasks=tasks)
+    if position.subsets:
+        return _after_subset(position, page, fresh=fresh)
     if page.full and _in_the_present(window, position.clock, page):
         return _moved(position, page=2, fresh=fresh, pass_token=page.token)
     if page.full or (page.unsure and _narrowable(position, page)):
@@ -487,26 +510,69 @@ def verifying(position: Position) -> bool:
     return bool(position.windows) and not position.snapshot and position.passes % 2 == 1
 
 
-def _after_paged_window(position: Position, page: Answer, *, fresh: bool) -> Position:
+def _after_paged_window(position: Position, page: Answer, *, fresh: bool, tasks: Mapping[int, int]) -> Position:
     checking = verifying(position)
-    pass_token = page.token if position.page == 1 and not checking else position.pass_token
+    starting = position.page == 1 and not checking and not position.subsets  # a subset's token is of its tasks only
+    pass_token = page.token if starting else position.pass_token
     if more_pages(position, page):
         return _moved(position, page=position.page + 1, fresh=position.fresh or fresh, pass_token=pass_token)
     again = (position.page > 1 or checking) and (position.fresh or fresh)
     window = position.windows[0]
-    if checking and again and window.high is None and position.clock is not None and position.clock > window.low:
+    clock = position.clock if window.high is None and not position.subsets else None
+    if checking and again and clock is not None and clock > window.low:
         return _moved(  # Boro's clock left the window's first second: a bounded window settles, an open one not
             position,
-            windows=(Window(window.low, position.clock), Window(position.clock), *position.windows[1:]),
+            windows=(Window(window.low, clock), Window(clock), *position.windows[1:]),
             page=1,
             passes=0,
             fresh=False,
             pass_token=None,
         )
-    if again and position.passes + 1 < 2 * MAX_PASSES:  # check the pass, or read again after a failed check
-        kept = None if checking else pass_token
+    if again and position.passes + 1 < 2 * WINDOW_PASSES:  # check the pass, or read again after a failed check
+        kept = None if checking and not position.subsets else pass_token  # a new pass gets its own first token
         return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=kept)
-    return _window_done(position, page, pass_token)
+    if again and tasks and not position.subsets:  # records kept moving: each subset's tasks in one reply
+        subsets = task_subsets(tasks, page.room)
+        return _moved(position, page=1, passes=0, fresh=False, pass_token=pass_token, subsets=subsets)
+    return _read_done(position, page, pass_token)
+
+
+def _after_subset(position: Position, page: Answer, *, fresh: bool) -> Position:
+    """A window read by task subsets, after the first page of one: a subset with more than a page is halved, and
+    one task with more than a page is paged by itself."""
+    subset = position.subsets[0]
+    if not page.full:
+        return _read_done(position, page, position.pass_token)
+    if len(subset) > 1:
+        halves = (subset[: len(subset) // 2], subset[len(subset) // 2 :])
+        return _moved(position, subsets=(*halves, *position.subsets[1:]), fresh=False)
+    return _moved(position, page=2, fresh=fresh)
+
+
+def task_subsets(tasks: Mapping[int, int], room: int) -> tuple[tuple[int, ...], ...]:
+    """The tasks in groups whose records (as many as ``tasks`` counts for each) fit one page of ``room`` records.
+
+    A reply that is not full lists all its tasks' records in the window at one moment, which no amount of moving
+    records can shift between pages: each task's records come whole and in Boro's order, by id from the tasks
+    a pass met. A window is read this way once paging it did not settle; a task seen by no pass is left to the
+    token path and the sweep."""
+    subsets: list[tuple[int, ...]] = []
+    group: list[int] = []
+    held = 0
+    for task in sorted(tasks):
+        if group and held + tasks[task] >= room:
+            subsets.append(tuple(group))
+            group, held = [], 0
+        group.append(task)
+        held += tasks[task]
+    return (*subsets, tuple(group)) if group else tuple(subsets)
+
+
+def _read_done(position: Position, page: Answer, pass_token: Token | None) -> Position:
+    """The read under way is whole: the window's next task subset, else the window."""
+    if len(position.subsets) > 1:
+        return _moved(position, subsets=position.subsets[1:], page=1, passes=0, fresh=False)
+    return _window_done(_moved(position, subsets=()), page, pass_token)
 
 
 def _window_done(position: Position, page: Answer, pass_token: Token | None = None) -> Position:
@@ -572,9 +638,12 @@ def _over(second: int, clock: int | None) -> bool:
 
 
 def _paged(position: Position) -> bool:
-    """A one-second window cannot be split in time, nor an open one in Boro's present: they are read page by page."""
+    """A one-second window cannot be split in time, nor an open one in Boro's present: they are read page by page.
+    Read by task subsets, only a task with more than a page is."""
     window = position.windows[0]
-    return position.page > 1 or position.passes > 0 or (window.high is not None and window.high - window.low <= 1)
+    if position.page > 1 or position.passes > 0:
+        return True
+    return not position.subsets and window.high is not None and window.high - window.low <= 1
 
 
 def more_pages(position: Position, page: Answer) -> bool:

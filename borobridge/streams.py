@@ -70,12 +70,15 @@ class Stream:
 
         ``"*"`` covers only the tasks of running probes; a task seen once is also asked for by id, so the clear
         of a state whose probe stopped still arrives. A token read right after a complete one asks by id only
-        for the tasks ``"*"`` did not list then (:class:`_Lag`), from the token that read was asked with.
+        for the tasks ``"*"`` did not list then (:class:`_Lag`), from the token that read was asked with. A window
+        read by task subsets asks for one subset only.
         """
         query = reading.next_query(position, self.base)
-        tasks = self._tasks_for(position, lane)
         if lane == "poll":
             self._lagging = None
+        if position.subsets:
+            return [query]
+        tasks = self._tasks_for(position, lane)
         if self.base.task_ids != "*" or not tasks:
             return [query]
         lag = self._lag if lane == "poll" else None
@@ -154,7 +157,8 @@ class Stream:
         if reading.verifying(position):
             changed = gathered.check(pages, last_page=last_page)
         else:
-            held = self.memory.active if last_page and reading.moved_on(position, answer, gathered.clock) else []
+            clock_moved = last_page and not position.subsets and reading.moved_on(position, answer, gathered.clock)
+            held = self.memory.active if clock_moved else []  # a subset's check cannot list other tasks' states
             changed = gathered.add(
                 pages,
                 position.passes,
@@ -162,12 +166,13 @@ class Stream:
                 snapshot=position.snapshot,
                 held=held,
                 bounded=not position.snapshot and position.windows[0].high is not None,
-                star=self.base.task_ids == "*",
+                star=self.base.task_ids == "*" and not position.subsets,
             )
-        after = reading.after_reply(position, answer, fresh=changed)
+        tasks = gathered.task_counts() if last_page else None
+        after = reading.after_reply(position, answer, fresh=changed, tasks=tasks)
         if reading.same_read(position, after):
             return FedPage([], [], after)
-        if reading.narrowed(position, after):  # read again in smaller windows: nothing of it is fed
+        if reading.narrowed(position, after):  # read again in smaller windows or by tasks: nothing of it is fed
             gathered.clear()
             return FedPage([], [], after)
         listings = gathered.whole(settled=not changed)

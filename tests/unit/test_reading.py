@@ -180,7 +180,7 @@ def test_with_no_boro_time_known_the_gap_behind_a_newest_first_full_page_starts_
 
 
 def test_paging_passes_are_bounded() -> None:
-    last_check = 2 * reading.MAX_PASSES - 1  # every full pass of a window is followed by its check
+    last_check = 2 * reading.WINDOW_PASSES - 1  # every full pass of a window is followed by its check
     position = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=last_check)
     assert after(position, page([event(1, NOW)], 9, current_page=2), fresh=True).windows == ()
     before_it = Position(token=1, windows=(Window(NOW, NOW + 1),), page=2, passes=last_check - 1)
