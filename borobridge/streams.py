@@ -116,9 +116,9 @@ class Stream:
         named = queries[-1].task_ids if len(queries) > 1 else "*"
         by_id = named if isinstance(named, list) else []
         answer = reading.answer_of(pages, hint, by_id)
-        self.directions[kind] = max(-MAX_VOTES, min(self.directions.get(kind, 0) + answer.votes, MAX_VOTES))
+        self._count_votes(kind, answer.votes)
         if reading.pages_from(position, answer):
-            return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id))
+            return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id, kind))
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
         records = _recent(answer.records, self._horizon) if used else []
@@ -127,6 +127,10 @@ class Stream:
         if lane == "poll":
             after = self._follow(position, pages[0], after)
         return FedPage(transitions, rejected, after)
+
+    def _count_votes(self, kind: str, votes: int) -> None:
+        """Add evidence of the direction Boro lists ``kind`` of listing in (:func:`reading.direction`)."""
+        self.directions[kind] = max(-MAX_VOTES, min(self.directions.get(kind, 0) + votes, MAX_VOTES))
 
     def _follow(self, position: Position, selector: AlarmPage, after: Position) -> Position:
         """Note a read of the stream's own lane for the next one (:class:`_Lag`); after a read that asked by id only
@@ -176,7 +180,9 @@ class Stream:
             gathered.clear()
             return FedPage([], [], after)
         listings = gathered.whole(settled=not changed)
-        records = reading.combined(listings, read.hint, read.by_id)
+        votes = sum(reading.direction(listing) for listing in listings)  # pages of one record tell nothing apart
+        self._count_votes(read.kind, votes)
+        records = reading.combined(listings, read.hint, read.by_id, votes)
         if not position.snapshot:  # the snapshot lists every active state, however old
             records = _recent(records, self._horizon)
         elif self.backfill is not None:  # the history raises them in Boro's order: the snapshot gives the token
@@ -302,11 +308,13 @@ class _Lag:
 
 @dataclass(frozen=True, slots=True)
 class _PagedRead:
-    """How a paged read's pages are combined once whole: its lane, the direction hint and the tasks asked by id."""
+    """How a paged read's pages are combined once whole: its lane, the direction hint, the tasks asked by id and the
+    kind of listing."""
 
     lane: str
     hint: Order | int
     by_id: list[int]
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)

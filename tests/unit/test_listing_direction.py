@@ -54,3 +54,40 @@ def test_a_restarted_stream_orders_what_only_the_listing_direction_tells_as_befo
     )
     emitted = feed(restarted, [cleared_later, cleared_first])
     assert emitted.index("1-cleared") < emitted.index("2-cleared"), emitted
+
+
+def test_a_direction_only_a_paged_read_whole_shows_is_remembered() -> None:
+    """With pages of one record no page shows a direction; the pages of a paged read together do."""
+    stream = Stream(
+        "s",
+        AlarmQuery(project_id=23, limit=1),
+        TransitionMemory(),
+        Position(token=7, clock=SECOND + 100, windows=(Window(SECOND, SECOND + 1),)),
+    )
+    newest_first = [decoded(record_id, type="event", active=None, trigger_time=SECOND) for record_id in (6, 5, 4)]
+    emitted: list[str] = []
+    for _ in range(10):
+        [query] = stream.queries(stream.position)
+        on_page = newest_first[query.page - 1 : query.page]
+        page = AlarmPage(
+            query=query,
+            records=on_page,
+            rejected=[],
+            update_token=9,
+            current_page=query.page,
+            total_pages=3,
+            limit_value=1,
+        )
+        fed = stream.feed(stream.position, [query], [page], "oldest_first")
+        stream.position = fed.position
+        emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]
+        if not stream.position.windows:
+            break
+    assert emitted == ["4-event", "5-event", "6-event"], "the pages together are put in Boro's order"
+    stream.position = Position(token=7, clock=SECOND + 100, windows=(Window(SECOND + 100),))
+    cleared_later, cleared_first = (
+        decoded(2, trigger_time=SECOND + 99, active=False),
+        decoded(1, trigger_time=SECOND + 98, active=False),
+    )
+    emitted = feed(stream, [cleared_later, cleared_first])
+    assert emitted.index("1-cleared") < emitted.index("2-cleared"), emitted

@@ -337,6 +337,20 @@ async def run_with_crashes(
     page_size=5,
     crash_at={15, 25, 55},
 )
+@example(  # pages of one record: no page told the direction, so the period listings were taken oldest first
+    personality=Personality(
+        token_compare="exclusive",
+        token_order="newest_first",
+        period_order="newest_first",
+        clock_offset=3600.0,
+        stop_seconds=4.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=7589,
+    page_size=1,
+    crash_at={26, 38, 44},
+)
 @given(
     personality=personalities,
     fault_mix=faults,
