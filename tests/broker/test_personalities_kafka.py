@@ -1,4 +1,4 @@
-"""The real ``borobridge run`` process on real Kafka, SIGKILLed and restarted, against the harder personalities.
+"""The real ``borobridge run`` process on real Kafka, SIGKILLed and restarted, against each personality and the hardest.
 
 The same harness as ``test_personalities_process`` with a ``kafka`` section: an independent ``read_committed``
 consumer reads the events topics and must find every transition exactly once by (source, id), in per-task
@@ -42,6 +42,11 @@ CASES = {
     "probe_stops": (Personality(probe_stops=0.05, stop_seconds=8), Faults()),
     "combined": (EVERYTHING_BUT_STOPS, SOME_FAULTS),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
+    "timestamp": (Personality(token="timestamp"), Faults()),
+    "record_time-exclusive": (Personality(token="record_time", token_compare="exclusive"), Faults()),
+    "periods-newest_first": (Personality(period_order="newest_first"), Faults()),
+    "clock-an-hour-ahead": (Personality(clock_offset=3600), Faults()),
+    "moving_records": (Personality(moving_records=0.3), Faults()),
 }
 
 

@@ -61,6 +61,8 @@ CASES = {
     "everything-but-stops-with-faults": (EVERYTHING_BUT_STOPS, SOME_FAULTS),
     "hardest": (HARDEST, Faults()),
     "hardest-with-faults": (HARDEST, SOME_FAULTS),
+    "clock-an-hour-behind": (Personality(clock_offset=-3600), Faults()),
+    "clock-an-hour-ahead": (Personality(token="reply_time", clock_offset=3600), Faults()),
 }
 
 
