@@ -15,20 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Final
+from typing import Final
 
 import httpx
-import msgspec
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from borobridge.boro.client import BoroClient
-from borobridge.checkpoint import Checkpoint
 from borobridge.pipeline import Pipeline
 from borobridge.simulator import Faults, Personality, Simulator, as_mock_transport_handler
-from borobridge.sinks import Batch
 from tests.support.clock import ManualClock
+from tests.support.crashing_sink import Crash, DurableSink
 from tests.support.expectations import assert_exactly_once_in_order, expected_ids
 from tests.support.reading import scenario_settings, scenario_world
 
@@ -69,33 +67,6 @@ class SweepFinds(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if found := self.PATTERN.search(record.getMessage()):
             self.ids.add(int(found.group(1)))
-
-
-class Crash(Exception):  # noqa: N818 - the process dying, not an error the bridge handles
-    """The process died."""
-
-
-class DurableSink:
-    """Keeps delivered events and checkpoints as bytes; dies (raises ``Crash``) on the deliveries it is told."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.checkpoints: dict[str, bytes] = {}
-        self.deliveries = 0
-        self.crash_at: set[int] = set()
-
-    async def restore(self) -> dict[str, Checkpoint]:
-        return {stream: msgspec.json.decode(raw, type=Checkpoint) for stream, raw in self.checkpoints.items()}
-
-    async def deliver(self, batch: Batch) -> None:
-        self.deliveries += 1
-        crash = self.deliveries in self.crash_at
-        if crash and self.deliveries % 2:
-            raise Crash  # before anything was written
-        self.events += [msgspec.json.decode(event.structured()) for event in batch.events]
-        self.checkpoints |= {c.stream: msgspec.json.encode(c) for c in batch.checkpoints}
-        if crash:
-            raise Crash  # after it was written, before the bridge heard of it
 
 
 async def no_sleep(_: float) -> None:
