@@ -1,7 +1,9 @@
-"""Replies that answer another question than the one asked are refused whole: nothing of them is published.
+"""Replies that answer another question than the one asked, or carry a token no Boro could send, are refused whole:
+nothing of them is published and the cursor stays.
 
 Boro is the simulator over ``httpx.MockTransport``; a :class:`Mangler` alters its TaskAlarms replies the way a
-misbehaving server or proxy could (records of another project or task, reply items without or with foreign ids).
+misbehaving server or proxy could (records of another project or task, reply items without or with foreign ids, a
+token in milliseconds).
 """
 
 from __future__ import annotations
@@ -193,4 +195,26 @@ async def test_reply_items_that_match_no_call_refuse_the_whole_reply(
 ) -> None:
     sim, events, metrics = await run_refusal(tmp_path, caplog, alter, message, whole_reply=True)
     assert (metrics.registry.get_sample_value("borobridge_errors_total", {"kind": "boro_reply"}) or 0) >= 2
+    assert_exactly_once_in_order(events, sim, expected_ids(sim))
+
+
+def millisecond_token(reply: Reply, calls: dict[int, dict[str, Any]]) -> set[int]:
+    """The token of each answer for PROJECT in milliseconds, as a server counting in them would send it."""
+    altered: set[int] = set()
+    for item in reply:
+        if calls[item["id"]]["params"]["project_id"] == PROJECT and "result" in item:
+            item["result"]["update_token"] = MILLISECOND_TOKEN
+            altered |= {alarm["id"] for alarm in item["result"]["alarms"]}
+    return altered
+
+
+MILLISECOND_TOKEN = 1_590_592_944_000
+
+
+async def test_a_token_no_boro_could_send_is_refused_by_name_and_the_cursor_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = f"update_token {MILLISECOND_TOKEN} is not a plausible token"
+    sim, events, metrics = await run_refusal(tmp_path, caplog, millisecond_token, message, whole_reply=False)
+    assert (metrics.registry.get_sample_value("borobridge_errors_total", {"kind": "boro_reply"}) or 0) >= 1
     assert_exactly_once_in_order(events, sim, expected_ids(sim))
