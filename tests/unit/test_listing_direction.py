@@ -47,12 +47,17 @@ def test_a_restarted_stream_orders_what_only_the_listing_direction_tells_as_befo
     saved = msgspec.json.decode(msgspec.json.encode(stream.checkpoint()), type=Checkpoint)
     options = bridge_settings()
     restarted = open_stream("boro-test", 23, options.boro, saved, options.first_start)
-    restarted.position = Position(token=7, clock=SECOND + 100, windows=(Window(SECOND + 100),))
+    assert_two_clears_listed_newest_first_come_oldest_first(restarted)
+
+
+def assert_two_clears_listed_newest_first_come_oldest_first(stream: Stream) -> None:
+    """Feed two clears of one task in Boro's present, listed newest first: only the direction can order them."""
+    stream.position = Position(token=7, clock=SECOND + 100, windows=(Window(SECOND + 100),))
     cleared_later, cleared_first = (
         decoded(2, trigger_time=SECOND + 99, active=False),
         decoded(1, trigger_time=SECOND + 98, active=False),
     )
-    emitted = feed(restarted, [cleared_later, cleared_first])
+    emitted = feed(stream, [cleared_later, cleared_first])
     assert emitted.index("1-cleared") < emitted.index("2-cleared"), emitted
 
 
@@ -84,10 +89,4 @@ def test_a_direction_only_a_paged_read_whole_shows_is_remembered() -> None:
         if not stream.position.windows:
             break
     assert emitted == ["4-event", "5-event", "6-event"], "the pages together are put in Boro's order"
-    stream.position = Position(token=7, clock=SECOND + 100, windows=(Window(SECOND + 100),))
-    cleared_later, cleared_first = (
-        decoded(2, trigger_time=SECOND + 99, active=False),
-        decoded(1, trigger_time=SECOND + 98, active=False),
-    )
-    emitted = feed(stream, [cleared_later, cleared_first])
-    assert emitted.index("1-cleared") < emitted.index("2-cleared"), emitted
+    assert_two_clears_listed_newest_first_come_oldest_first(stream)
