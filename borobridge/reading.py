@@ -490,17 +490,21 @@ def pass_clock(position: Position, page: Answer) -> int | None:
 
 def moved_on(position: Position, page: Answer, since: int | None) -> bool:
     """Whether ``page``, the last page of a pass over an open window paged in Boro's present, proves Boro's clock
-    past ``since``, the time proved when the pass's first page was read.
+    past ``since``, the time proved when the pass's first page was read, or a change counter past the pass's
+    first token (a counter proves no time, and a cleared state's record shows only when it was raised).
 
     Boro wrote changes while the pass was read then, and a state that cleared meanwhile takes Boro's present as
     its ``updated_at`` but keeps its id: listed among that second's records, it may sit on a page already read.
     Unless the check finds it still active, the pass is not used, since its task's later changes on later pages
     would be delivered before it (the first page's token reads it only afterwards)."""
     window = position.windows[0] if position.windows and not position.snapshot else None
-    if window is None or window.high is not None or since is None:
+    if window is None or window.high is not None or position.page == 1:
         return False
     clock = pass_clock(position, page)
-    return clock is not None and clock > since
+    if since is not None and clock is not None and clock > since:
+        return True
+    first = position.pass_token
+    return first is not None and _time_of(first) is None and _time_of(page.token) is None and page.token > first
 
 
 def verifying(position: Position) -> bool:

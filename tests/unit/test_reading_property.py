@@ -322,6 +322,16 @@ async def run_with_crashes(
     page_size=1,
     crash_at={26, 38, 44},
 )
+@example(  # a state cleared into an open window's present second while a later page was read; a change counter
+    # proves no time, so the pass was used and a later clear of its task went first
+    personality=Personality(
+        token_compare="exclusive", clock_offset=300.0, probe_stops=0.3, stop_seconds=4.0, moving_records=0.3
+    ),
+    fault_mix=Faults(malformed=0.1, error_item=0.1, repeat=0.3, burst=0.1, retry_after=0.0),
+    seed=1706,
+    page_size=20,
+    crash_at={4, 44},
+)
 @given(
     personality=personalities,
     fault_mix=faults,
