@@ -40,6 +40,7 @@ class Gathered:
     _shifted: bool = False  # a bounded window's pass met a record again on a later page: records arrived meanwhile
     _alone: set[int] = field(default_factory=set)  # tasks this pass saw through "*" alone, not asked for by id
     _unnamed: set[int] = field(default_factory=set)  # those, when "*" lost tasks during the pass: asked by id next
+    _star_lost: bool = False  # "*" lost tasks during the pass: a task no pass saw may have slipped, read again
     _movable: list[set[int]] = field(default_factory=list)  # per listing, the active states this pass listed
     # on a page before its last
     _confirmed: list[set[int]] = field(default_factory=list)  # per listing, those the check found still active
@@ -90,15 +91,16 @@ class Gathered:
             return self._snapshot_changed(ids, last_page=last_page)
         if star and last_page:
             self._alone = self._seen_through_star_alone()
-            self._unnamed = self._alone if self._star_shrank() else set()
+            self._star_lost = self._star_shrank()
+            self._unnamed = self._alone if self._star_lost else set()
             self.tasks = tuple(sorted({*(self.tasks or ()), *self._unnamed}))  # the next passes ask for them by id
-        return any(self._movable) or bool(self._held) or self._shifted or bool(self._unnamed)
+        return any(self._movable) or bool(self._held) or self._shifted or self._star_lost
 
     def _start_pass(self, pass_number: int) -> None:
         """Reset what belongs to one pass; the pass before it is remembered by the ids it saw."""
         self._pass, self._previous = pass_number, self._seen()
         self._movable, self._confirmed, self._held, self._listed, self._ended = [], [], set(), [], []
-        self._shifted, self._alone, self._unnamed, self._last = False, set(), set(), []
+        self._shifted, self._alone, self._unnamed, self._last, self._star_lost = False, set(), set(), [], False
 
     def _make_room(self, listings: int) -> None:
         """Per-listing state for ``listings`` calls (a pass may make one more than the pass before)."""
@@ -119,11 +121,12 @@ class Gathered:
 
         ``"*"`` lists the tasks of running probes: a probe that stops takes its tasks' records out of it, and the
         records behind them move forward, maybe onto a page already read. For the tasks asked for by id that costs
-        nothing (their records come from the listing by id), but a task seen through ``"*"`` alone may have lost a
-        record that way. The sign: a task whose records ``"*"`` listed, with some the listing by id showed missing.
-        A probe that stops with states on pages already read is also seen by the check (:meth:`check`).
+        nothing (their records come from the listing by id), but a task seen through ``"*"`` alone, or one no
+        listing has shown yet, may have lost a record that way. The sign: a task whose records ``"*"`` listed,
+        with some the listing by id showed missing. A probe that stops with states on pages already read is also
+        seen by the check (:meth:`check`).
         """
-        if not self._alone or len(self._listed) < 2:
+        if len(self._listed) < 2:
             return False
         star, by_id, seen = self.listings[0], self.listings[1], self._listed[0]
         listed_by_star = {star[record].record.task_id for record in seen}
@@ -153,7 +156,7 @@ class Gathered:
         if self._alone:  # records "*" alone listed: a state it no longer lists moved it, cleared or not
             where[0] = self._confirmed[0]
         missed = any(not movable <= confirmed for movable, confirmed in zip(self._movable, where, strict=True))
-        return self._shifted or bool(self._unnamed) or missed or not self._held <= anywhere
+        return self._shifted or self._star_lost or missed or not self._held <= anywhere
 
     def whole(self, *, settled: bool) -> list[list[DecodedRecord]]:
         """The listings once the read is whole. A pass that no record can have slipped from (``settled``: its check

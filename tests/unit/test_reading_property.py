@@ -332,6 +332,20 @@ async def run_with_crashes(
     page_size=20,
     crash_at={4, 44},
 )
+@example(  # a probe stopped while "*" was paged; a task no listing had shown yet slipped onto a page already read
+    personality=Personality(
+        token="reply_time",
+        token_compare="exclusive",
+        clock_offset=-300.0,
+        probe_stops=0.3,
+        stop_seconds=4.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, error_item=0.1, burst=0.1, retry_after=0.0),
+    seed=6380,
+    page_size=2,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
