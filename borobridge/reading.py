@@ -43,7 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -112,14 +112,19 @@ class Answer:
     room: int = 0  # the fewest records a page of these calls holds (their replies' ``limit_value``)
 
 
-def answer_of(pages: Sequence[AlarmPage], hint: Order | int = "oldest_first", by_id: Collection[int] = ()) -> Answer:
+def answer_of(
+    pages: Sequence[AlarmPage],
+    hint: Order | int = "oldest_first",
+    by_id: Collection[int] = (),
+    known: Callable[[int], bool] | None = None,
+) -> Answer:
     """The answer of one read step, in change order.
 
     With two calls (``"*"``, then the tasks ``by_id``), each task's records come from one listing only: the
     second for the tasks it names (it was answered later, so it is the more recent), the first for the others.
     Two listings are never interleaved, since only one listing says in which order a task's records changed.
     """
-    votes = sum(direction(page.records) for page in pages)
+    votes = sum(direction(page.records, known) for page in pages)
     records = combined([page.records for page in pages], hint, by_id, votes)
     clocks = [clock for page in pages if (clock := page_clock(page)) is not None]
     told = votes or (isinstance(hint, int) and hint)
@@ -396,14 +401,23 @@ def _seconds_changed(records: list[DecodedRecord]) -> list[int]:
     return seconds
 
 
-def direction(records: Sequence[DecodedRecord]) -> int:
+def direction(records: Sequence[DecodedRecord], known: Callable[[int], bool] | None = None) -> int:
     """Evidence of a listing's direction: pairs of exact changes in rising order minus those falling.
 
     Within one second the record ids decide: Boro numbers records as it creates them, so among events and active
-    states (whose change is their creation) a later id is a later change.
+    states (whose change is their creation) a later id is a later change. With ``known`` (the records fed before),
+    the records new to the stream count alone when they tell anything: a server may put repeats anywhere.
     """
     exact = [(item.record.trigger_time, item.record.id) for item in records if item.record.active is not False]
-    return sum((a < b) - (a > b) for a, b in itertools.pairwise(exact))
+    if known is not None:
+        fresh = [change for change in exact if not known(change[1])]
+        if len(fresh) < len(exact) and (votes := _rising_minus_falling(fresh)):
+            return votes
+    return _rising_minus_falling(exact)
+
+
+def _rising_minus_falling(changes: list[tuple[int, int]]) -> int:
+    return sum((a < b) - (a > b) for a, b in itertools.pairwise(changes))
 
 
 def read_bound(query: AlarmQuery, clock: int | None) -> int | None:

@@ -115,7 +115,7 @@ class Stream:
         hint = self.directions.get(kind, 0) or order
         named = queries[-1].task_ids if len(queries) > 1 else "*"
         by_id = named if isinstance(named, list) else []
-        answer = reading.answer_of(pages, hint, by_id)
+        answer = reading.answer_of(pages, hint, by_id, self.memory.knows)
         self._count_votes(kind, answer.votes)
         if reading.pages_from(position, answer):
             return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id, kind))
@@ -180,7 +180,8 @@ class Stream:
             gathered.clear()
             return FedPage([], [], after)
         listings = gathered.whole(settled=not changed)
-        votes = sum(reading.direction(listing) for listing in listings)  # pages of one record tell nothing apart
+        # pages of one record tell nothing apart: the read's pages together do
+        votes = sum(reading.direction(listing, self.memory.knows) for listing in listings)
         self._count_votes(read.kind, votes)
         records = reading.combined(listings, read.hint, read.by_id, votes)
         if not position.snapshot:  # the snapshot lists every active state, however old

@@ -102,6 +102,10 @@ class TransitionMemory:
         """Ids of the alarms currently raised, in the order they were raised."""
         return list(self._active)
 
+    def knows(self, record_id: int) -> bool:
+        """Whether a record was fed before: an event or a state finished, or a state still raised."""
+        return record_id in self._active or record_id in self._finished.bucket_of
+
     @property
     def finished(self) -> list[Finished]:
         """Finished record ids by bucket, oldest bucket first."""

@@ -90,3 +90,20 @@ def test_a_direction_only_a_paged_read_whole_shows_is_remembered() -> None:
             break
     assert emitted == ["4-event", "5-event", "6-event"], "the pages together are put in Boro's order"
     assert_two_clears_listed_newest_first_come_oldest_first(stream)
+
+
+def test_repeats_a_server_puts_in_front_do_not_turn_a_listing() -> None:
+    """A newest-first token reply with three records delivered before put in front, oldest first: the records new
+    to the stream tell the direction."""
+    stream = Stream("s", BASE, TransitionMemory(), Position(token=7, clock=SECOND + 10))
+    repeats = [
+        decoded(record_id, type="event", active=None, trigger_time=SECOND + record_id) for record_id in (1, 2, 3)
+    ]
+    assert feed(stream, list(reversed(repeats))) == ["1-event", "2-event", "3-event"]
+    cleared_last = decoded(9, trigger_time=SECOND - 10, active=False)
+    newest_first = [
+        cleared_last,
+        decoded(5, type="event", active=None, trigger_time=SECOND + 6),
+        decoded(4, type="event", active=None, trigger_time=SECOND + 6),
+    ]
+    assert feed(stream, [*repeats, *newest_first]) == ["4-event", "5-event", "9-raised", "9-cleared"]

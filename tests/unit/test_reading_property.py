@@ -346,6 +346,20 @@ async def run_with_crashes(
     page_size=2,
     crash_at=set(),
 )
+@example(  # an early newest-first token reply with repeats in front: the repeats outvoted its new records
+    personality=Personality(
+        token="reply_time",
+        token_compare="exclusive",
+        token_order="newest_first",
+        clock_offset=-300.0,
+        stop_seconds=4.0,
+        moving_records=0.3,
+    ),
+    fault_mix=Faults(http_5xx=0.1, malformed=0.1, repeat=0.3, retry_after=0.0),
+    seed=4637,
+    page_size=20,
+    crash_at=set(),
+)
 @given(
     personality=personalities,
     fault_mix=faults,
