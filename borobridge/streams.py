@@ -161,8 +161,8 @@ class Stream:
         if reading.verifying(position):
             changed = gathered.check(pages, last_page=last_page)
         else:
-            clock_moved = last_page and not position.subsets and reading.moved_on(position, answer, gathered.clock)
-            held = self.memory.active if clock_moved else []  # a subset's check cannot list other tasks' states
+            boro_moved = last_page and not position.subsets and reading.moved_on(position, answer, gathered.clock)
+            held = self.memory.active if boro_moved else []  # a subset's check cannot list other tasks' states
             changed = gathered.add(
                 pages,
                 position.passes,
