@@ -63,6 +63,7 @@ WINDOW_PASSES: Final = 3  # passes over a paged window (each one checked) before
 MAX_PAGES: Final = 1_000  # a listing that claims more pages than this is cut short
 
 Order = Literal["oldest_first", "newest_first"]
+TaskCounts = Callable[[], Mapping[int, int]]  # the records of each task a paged read met, counted when asked
 
 
 class Window(msgspec.Struct, frozen=True, array_like=True):
@@ -268,16 +269,16 @@ def checked_pages(position: Position, results: Sequence[AlarmPage | BoroError]) 
     return pages
 
 
-def after_reply(position: Position, page: Answer, *, fresh: bool, tasks: Mapping[int, int] | None = None) -> Position:
+def after_reply(position: Position, page: Answer, *, fresh: bool, tasks: TaskCounts | None = None) -> Position:
     """Where the stream stands once ``page`` (read at ``position``) was fed; ``fresh``: it yielded transitions
-    (in a paged read: the pass so far differs from the one before). ``tasks``: at the last page of a paged
-    window's pass, the records of each task the read met so far, to split it by if it does not settle."""
+    (in a paged read: the pass so far differs from the one before). ``tasks``: for a paged window, the records
+    of each task the read met so far, asked for only when the window does not settle and is split by them."""
     clock = _later(position.clock, page.clock)
     position = _moved(position, clock=clock)
     if position.snapshot:
         return _after_snapshot_page(position, page, fresh=fresh)
     if position.windows:
-        return _after_window(position, page, fresh=fresh, tasks=tasks or {})
+        return _after_window(position, page, fresh=fresh, tasks=tasks or dict)
     if page.full or page.unsure:  # the token cannot be trusted, or its page not ordered: read the gap by period
         return _moved(position, windows=(Window(_gap_start(position, page)),), page=1, passes=0, fresh=False)
     return _moved(position, token=_forward(position.token, page.token), floor=_later(position.floor, clock))
@@ -479,7 +480,7 @@ def _after_snapshot_page(position: Position, page: Answer, *, fresh: bool) -> Po
     return _moved(position, snapshot=False, page=1, passes=0, fresh=False, floor=floor)
 
 
-def _after_window(position: Position, page: Answer, *, fresh: bool, tasks: Mapping[int, int]) -> Position:
+def _after_window(position: Position, page: Answer, *, fresh: bool, tasks: TaskCounts) -> Position:
     window, rest = position.windows[0], position.windows[1:]
     if _paged(position):
         return _after_paged_window(position, page, fresh=fresh, tasks=tasks)
@@ -528,7 +529,7 @@ def verifying(position: Position) -> bool:
     return bool(position.windows) and not position.snapshot and position.passes % 2 == 1
 
 
-def _after_paged_window(position: Position, page: Answer, *, fresh: bool, tasks: Mapping[int, int]) -> Position:
+def _after_paged_window(position: Position, page: Answer, *, fresh: bool, tasks: TaskCounts) -> Position:
     checking = verifying(position)
     starting = position.page == 1 and not checking and not position.subsets  # a subset's token is of its tasks only
     pass_token = page.token if starting else position.pass_token
@@ -549,8 +550,8 @@ def _after_paged_window(position: Position, page: Answer, *, fresh: bool, tasks:
     if again and position.passes + 1 < 2 * WINDOW_PASSES:  # check the pass, or read again after a failed check
         kept = None if checking and not position.subsets else pass_token  # a new pass gets its own first token
         return _moved(position, page=1, passes=position.passes + 1, fresh=False, pass_token=kept)
-    if again and tasks and not position.subsets:  # records kept moving: each subset's tasks in one reply
-        subsets = task_subsets(tasks, page.room)
+    if again and not position.subsets and (counts := tasks()):  # records kept moving: each subset in one reply
+        subsets = task_subsets(counts, page.room)
         return _moved(position, page=1, passes=0, fresh=False, pass_token=pass_token, subsets=subsets)
     return _read_done(position, page, pass_token)
 

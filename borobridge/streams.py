@@ -116,9 +116,9 @@ class Stream:
         named = queries[-1].task_ids if len(queries) > 1 else "*"
         by_id = named if isinstance(named, list) else []
         answer = reading.answer_of(pages, hint, by_id, self.memory.knows)
-        self._count_votes(kind, answer.votes)
-        if reading.pages_from(position, answer):
+        if reading.pages_from(position, answer):  # its votes count once it is whole, its pages together
             return self._feed_paged(position, queries, answer, pages, _PagedRead(lane, hint, by_id, kind))
+        self._count_votes(kind, answer.votes)
         used = reading.usable(position, answer)
         rejected = [item for page in pages for item in page.rejected] if used else []
         records = _recent(answer.records, self._horizon) if used else []
@@ -172,15 +172,14 @@ class Stream:
                 bounded=not position.snapshot and position.windows[0].high is not None,
                 star=self.base.task_ids == "*" and not position.subsets,
             )
-        tasks = gathered.task_counts() if last_page else None
-        after = reading.after_reply(position, answer, fresh=changed, tasks=tasks)
+        after = reading.after_reply(position, answer, fresh=changed, tasks=gathered.task_counts)
         if reading.same_read(position, after):
             return FedPage([], [], after)
         if reading.narrowed(position, after):  # read again in smaller windows or by tasks: nothing of it is fed
             gathered.clear()
             return FedPage([], [], after)
         listings = gathered.whole(settled=not changed)
-        # pages of one record tell nothing apart: the read's pages together do
+        # pages of one record tell nothing apart; the read's pages together do, and are counted once
         votes = sum(reading.direction(listing, self.memory.knows) for listing in listings)
         self._count_votes(read.kind, votes)
         records = reading.combined(listings, read.hint, read.by_id, votes)
