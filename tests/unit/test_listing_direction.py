@@ -14,6 +14,7 @@ from borobridge.checkpoint import Checkpoint
 from borobridge.reading import Position, Window
 from borobridge.streams import Stream, open_stream
 from borobridge.transitions import TransitionMemory
+from tests.support.pages import cut_page
 from tests.support.records import decoded
 from tests.support.settings import bridge_settings
 
@@ -73,16 +74,7 @@ def test_a_direction_only_a_paged_read_whole_shows_is_remembered() -> None:
     emitted: list[str] = []
     for _ in range(10):
         [query] = stream.queries(stream.position)
-        on_page = newest_first[query.page - 1 : query.page]
-        page = AlarmPage(
-            query=query,
-            records=on_page,
-            rejected=[],
-            update_token=9,
-            current_page=query.page,
-            total_pages=3,
-            limit_value=1,
-        )
+        page = cut_page(query, newest_first, limit=1, token=9)
         fed = stream.feed(stream.position, [query], [page], "oldest_first")
         stream.position = fed.position
         emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
+from borobridge.boro.queries import AlarmQuery, DecodedRecord
 from borobridge.reading import Position, Window
 from borobridge.streams import Stream
 from borobridge.transitions import TransitionMemory
+from tests.support.pages import cut_page
 from tests.support.records import decoded
 
 SECOND = 1_790_000_000
@@ -42,19 +43,9 @@ def read(
 ) -> tuple[list[str], Position]:
     """Feed the page the stream asks for next, cut from ``listing`` (Boro's order at that moment)."""
     [query] = stream.queries(stream.position)
-    page_number = query.page
     if query.active_states_only:
         listing = [item for item in listing if item.record.active is True]
-    records = listing[(page_number - 1) * LIMIT : page_number * LIMIT]
-    page = AlarmPage(
-        query=query,
-        records=records,
-        rejected=[],
-        update_token=token,
-        current_page=page_number,
-        total_pages=total_pages,
-        limit_value=LIMIT,
-    )
+    page = cut_page(query, listing, limit=LIMIT, token=token, total_pages=total_pages)
     fed = stream.feed(stream.position, [query], [page], "oldest_first")
     stream.position = fed.position
     return [f"{t.record.id}-{t.kind}" for t in fed.transitions], fed.position
@@ -152,21 +143,6 @@ NAMED_TASK = 241555  # asked for by id
 NEW_TASK = 241599  # listed by "*" only
 
 
-def page_of(query: AlarmQuery, listing: list[DecodedRecord], token: int) -> AlarmPage:
-    """The page ``query`` asks for, cut from ``listing`` (Boro's order at that moment)."""
-    records = listing[(query.page - 1) * LIMIT : query.page * LIMIT]
-    total_pages = max(-(-len(listing) // LIMIT), 1)
-    return AlarmPage(
-        query=query,
-        records=records,
-        rejected=[],
-        update_token=token,
-        current_page=query.page,
-        total_pages=total_pages,
-        limit_value=LIMIT,
-    )
-
-
 Listings = Callable[[int, list[AlarmQuery]], tuple[list[DecodedRecord], list[DecodedRecord]]]
 
 
@@ -178,7 +154,8 @@ def read_both_calls(stream: Stream, listings: Listings) -> list[str]:
         queries = stream.queries(stream.position)
         assert len(queries) == 2
         star, by_id = listings(number, queries)
-        pages = [page_of(queries[0], star, 50 + number), page_of(queries[1], by_id, 50 + number)]
+        pages = [cut_page(queries[0], star, limit=LIMIT, token=50 + number)]
+        pages.append(cut_page(queries[1], by_id, limit=LIMIT, token=50 + number))
         fed = stream.feed(stream.position, queries, pages, "oldest_first")
         stream.position = fed.position
         emitted += [f"{t.record.id}-{t.kind}" for t in fed.transitions]

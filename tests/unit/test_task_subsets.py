@@ -7,7 +7,6 @@ reply that is not full lists its tasks' records at one moment, so none can slip 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import msgspec
@@ -17,6 +16,7 @@ from borobridge.boro.queries import AlarmPage, AlarmQuery, DecodedRecord
 from borobridge.reading import Position, Window
 from borobridge.streams import Stream
 from borobridge.transitions import AlarmTransition, TransitionMemory
+from tests.support.pages import cut_page
 from tests.support.records import decoded
 
 SECOND = 1_790_000_000
@@ -36,18 +36,10 @@ class ChurningBoro:
     def answer(self, query: AlarmQuery) -> AlarmPage:
         self.asked.append(query)
         listing = [item for item in self.records if self._matches(item, query)]
-        page = listing[(query.page - 1) * LIMIT : query.page * LIMIT]
+        page = cut_page(query, listing, limit=LIMIT, token=PRESENT)
         if query.task_ids == "*" and query.page == 1 and not query.active_states_only:
-            self._clear(next((item for item in page if item.record.active is True), None))
-        return AlarmPage(
-            query=query,
-            records=page,
-            rejected=[],
-            update_token=PRESENT,
-            current_page=query.page,
-            total_pages=max(math.ceil(len(listing) / LIMIT), 1),
-            limit_value=LIMIT,
-        )
+            self._clear(next((item for item in page.records if item.record.active is True), None))
+        return page
 
     def _clear(self, item: DecodedRecord | None) -> None:
         if item is not None:
@@ -130,13 +122,14 @@ def test_task_subsets_fill_a_page_short_of_full() -> None:
 def test_a_subset_whose_reply_is_full_is_halved_and_one_task_is_paged_alone() -> None:
     window = Window(SECOND, SECOND + 1)
     grouped = Position(token=1, clock=PRESENT, windows=(window,), subsets=((1, 2, 3), (4,)))
-    full = reading.answer_of([page_of([event(1, 1)] * LIMIT)])
+    full = reading.answer_of([cut_page(BASE, [event(1, 1)] * LIMIT, limit=LIMIT, token=PRESENT)])
     halved = reading.after_reply(grouped, full, fresh=False)
     assert (halved.subsets, halved.page) == (((1,), (2, 3), (4,)), 1)
     alone = reading.after_reply(halved, full, fresh=False)
     assert (alone.subsets[0], alone.page) == ((1,), 2), "one task with more than a page: its pages are read"
     assert reading.next_query(alone, BASE).task_ids == [1]
-    done = reading.after_reply(_moved(halved, subsets=((4,),)), reading.answer_of([page_of([])]), fresh=False)
+    last = msgspec.structs.replace(halved, subsets=((4,),))
+    done = reading.after_reply(last, reading.answer_of([cut_page(BASE, [], limit=LIMIT, token=PRESENT)]), fresh=False)
     assert (done.windows, done.subsets, done.floor) == ((), (), SECOND), "the last subset read: the window is done"
 
 
@@ -144,19 +137,3 @@ def test_a_window_read_by_task_subsets_is_checkpointed_to_start_over() -> None:
     position = Position(token=1, clock=PRESENT, windows=(Window(SECOND, SECOND + 1),), subsets=((1,), (2,)))
     assert reading.resumable(position).subsets == ()
     assert reading.resumable(position).windows == position.windows
-
-
-def page_of(records: list[DecodedRecord]) -> AlarmPage:
-    return AlarmPage(
-        query=BASE,
-        records=records,
-        rejected=[],
-        update_token=PRESENT,
-        current_page=1,
-        total_pages=1,
-        limit_value=LIMIT,
-    )
-
-
-def _moved(position: Position, **changes: object) -> Position:
-    return msgspec.structs.replace(position, **changes)
