@@ -15,7 +15,8 @@ class Crash(Exception):  # noqa: N818 - the process dying, not an error the brid
 
 
 class DurableSink:
-    """Keeps delivered events and checkpoints as bytes; dies (raises ``Crash``) on the deliveries it is told."""
+    """Keeps delivered events and checkpoints as bytes; dies (raises ``Crash``) on the deliveries it is told: before
+    writing an odd-numbered one, after writing an even-numbered one."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -24,6 +25,10 @@ class DurableSink:
         self.crash_at: set[int] = set()
 
     async def restore(self) -> dict[str, Checkpoint]:
+        return self.saved()
+
+    def saved(self) -> dict[str, Checkpoint]:
+        """The checkpoints written so far, read back from their bytes."""
         return {stream: msgspec.json.decode(raw, type=Checkpoint) for stream, raw in self.checkpoints.items()}
 
     async def deliver(self, batch: Batch) -> None:

@@ -22,41 +22,14 @@ from borobridge.pipeline import Pipeline
 from borobridge.reading import Window
 from borobridge.settings import Settings, load_settings
 from borobridge.simulator import Simulator, as_mock_transport_handler
-from borobridge.sinks import Batch
 from tests.support.clock import ManualClock
+from tests.support.crashing_sink import Crash, DurableSink
 from tests.support.expectations import expected_ids
 
 START: Final = 1_790_000_000.0
 HISTORY: Final = 3_600  # seconds of history before the first start
 PROJECTS: Final = 20
 MAX_CYCLES: Final = 400  # a bound on every loop below: far more cycles than the whole history takes
-
-
-class Crash(Exception):  # noqa: N818 - the process dying, not an error the bridge handles
-    """The process died."""
-
-
-class DurableSink:
-    """Keeps delivered events and checkpoints as bytes; dies after writing the delivery it is told to."""
-
-    def __init__(self, crash_at: int = 0) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.checkpoints: dict[str, bytes] = {}
-        self.deliveries = 0
-        self.crash_at = crash_at
-
-    async def restore(self) -> dict[str, Checkpoint]:
-        return {stream: msgspec.json.decode(raw, type=Checkpoint) for stream, raw in self.checkpoints.items()}
-
-    async def deliver(self, batch: Batch) -> None:
-        self.deliveries += 1
-        self.events += [msgspec.json.decode(event.structured()) for event in batch.events]
-        self.checkpoints |= {c.stream: msgspec.json.encode(c) for c in batch.checkpoints}
-        if self.deliveries == self.crash_at:
-            raise Crash
-
-    def saved(self) -> dict[str, Checkpoint]:
-        return {stream: msgspec.json.decode(raw, type=Checkpoint) for stream, raw in self.checkpoints.items()}
 
 
 class Recorder:
@@ -175,7 +148,8 @@ async def test_live_alarms_of_every_project_flow_while_twenty_histories_are_read
 
 async def test_a_crash_in_the_middle_of_the_history_resumes_it() -> None:
     sim, clock = world_with_history()
-    committer = DurableSink(crash_at=6)
+    committer = DurableSink()
+    committer.crash_at = {6}  # an even delivery: the process dies after writing it
     options = bridge_settings()
     recorder = Recorder(sim)
     async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
